@@ -1,0 +1,70 @@
+# One entry point for setting up, running, checking and testing the service.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help install install-dev assets browser run migrate test check format bench soak clean
+
+help:
+	@echo "make run     - set up everything and start the service on http://$(HOST):$(PORT) (SQLite)"
+	@echo "make test    - set up everything and run the whole test suite"
+	@echo "make check   - ruff (format + lint) and mypy"
+	@echo "make bench   - the benchmark (bench/), prints a table and writes JSON"
+	@echo "make migrate - apply database migrations to DATABASE_URL"
+
+$(VENV)/.stamp-runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.stamp-dev: $(VENV)/.stamp-runtime requirements-dev.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.stamp-runtime assets
+install-dev: $(VENV)/.stamp-dev assets
+
+# Front-end libraries (Chart.js) come from the npm registry, pinned by package-lock.json.
+node_modules/.stamp-npm: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+assets: node_modules/.stamp-npm
+
+# Debian's Chromium for the browser tests (installed when missing and we are root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install Debian's 'chromium' package for the browser tests"; fi; }
+
+migrate: install
+	$(PY) -m app.migrate
+
+run: install
+	$(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT)
+
+test: install-dev browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+check: install-dev
+	$(VENV)/bin/ruff format --check app tests bench
+	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/mypy
+
+format: install-dev
+	$(VENV)/bin/ruff format app tests bench
+	$(VENV)/bin/ruff check --fix app tests bench
+
+bench: install-dev
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+soak: install-dev
+	$(PY) -m pytest -m slow tests/soak $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""A time-series metrics service: ingestion, exact rollups, retention, anomaly detection."""

@@ -1,0 +1,108 @@
+"""Anomaly detection over a range: z-score (default), rolling z-score, or MAD; raw or rollups."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
+
+from app.api.deps import FiltersDep, RangeDep, ReadKey, StoreDep
+from app.api.responses import FastJSON
+from app.config import parse_duration
+from app.schemas import AnomalyResponse, ErrorResponse
+from app.services import anomaly
+from app.services.rollup import BY_NAME
+from app.timeutil import format_ms_array
+
+router = APIRouter(
+    tags=["anomaly detection"], dependencies=[ReadKey], default_response_class=FastJSON
+)
+Method = Literal["zscore", "rolling", "mad"]
+
+
+@router.get(
+    "/anomaly/detect",
+    response_model=AnomalyResponse,
+    responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    summary="Find anomalous points per series",
+)
+async def detect(
+    metric_name: Annotated[str, Query(min_length=1, max_length=255)],
+    time_range: RangeDep,
+    filters: FiltersDep,
+    store: StoreDep,
+    threshold: Annotated[float, Query(gt=0, allow_inf_nan=False)] = 3.0,
+    method: Method = "zscore",
+    lookback: Annotated[
+        str, Query(description="Trailing window for method=rolling, e.g. 1h.")
+    ] = "1h",
+    window: Annotated[
+        Literal["1m", "5m", "1h"] | None,
+        Query(description="Score rollup bucket averages instead of raw points."),
+    ] = None,
+) -> dict[str, object]:
+    """Per series: |value - mean| / stddev > threshold with the population stddev over the range
+    (`zscore`); against a trailing `lookback` window (`rolling`); or the robust
+    0.6745·|x - median| / MAD (`mad`). With `window`, bucket averages are scored, and for
+    `zscore` the mean and stddev are exact from the stored sums and sums of squares."""
+    try:
+        lookback_ms = round(parse_duration(lookback).total_seconds() * 1000)
+    except ValueError as exc:
+        raise HTTPException(422, f"lookback: {exc}") from None
+    if lookback_ms <= 0:
+        raise HTTPException(422, "lookback: must be positive")
+    if window is None:
+        raw, _ = await store.select_raw(
+            metric_name, filters, time_range.start_ms, time_range.end_ms, 10_000_000
+        )
+        rows = [
+            (s.labels, s.ts, s.values, _score(method, s.ts, s.values, threshold, lookback_ms))
+            for s in raw
+        ]
+    else:
+        buckets, _ = await store.select_rollup(
+            metric_name, filters, BY_NAME[window], time_range.start_ms, time_range.end_ms
+        )
+        rows = []
+        for b in buckets:
+            avg = b.sum / np.maximum(b.count, 1)
+            if method == "zscore":
+                result = anomaly.zscore_from_buckets(b.count, b.sum, b.sumsq, avg, threshold)
+            else:
+                result = _score(method, b.bucket, avg, threshold, lookback_ms)
+            rows.append((b.labels, b.bucket, avg, result))
+    return {
+        "metric_name": metric_name,
+        "threshold": threshold,
+        "method": method,
+        "window": window,
+        "series": [_series(labels, ts, values, r) for labels, ts, values, r in rows],
+    }
+
+
+def _score(
+    method: Method, ts: np.ndarray, values: np.ndarray, threshold: float, lookback_ms: int
+) -> anomaly.SeriesAnomalies:
+    if method == "rolling":
+        return anomaly.rolling_zscore(ts, values, lookback_ms, threshold)
+    if method == "mad":
+        return anomaly.mad(values, threshold)
+    return anomaly.zscore(values, threshold)
+
+
+def _series(
+    labels: dict[str, str], ts: np.ndarray, values: np.ndarray, result: anomaly.SeriesAnomalies
+) -> dict[str, object]:
+    idx = result.indices
+    stamps = format_ms_array(ts[idx])
+    return {
+        "labels": labels,
+        "count": result.count,
+        "mean": result.mean,
+        "stddev": result.stddev,
+        "anomalies": [
+            {"timestamp": t, "value": v, "zscore": z}
+            for t, v, z in zip(stamps, values[idx].tolist(), result.zscores.tolist(), strict=True)
+        ],
+    }

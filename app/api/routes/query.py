@@ -1,0 +1,117 @@
+"""Reads: the metric catalogue, raw ranges and rollups."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Query
+
+from app.api.deps import FiltersDep, RangeDep, ReadKey, SettingsDep, StoreDep
+from app.api.responses import FastJSON
+from app.schemas import ErrorResponse, NamesResponse, RawQueryResponse, RollupQueryResponse
+from app.services.rollup import BY_NAME
+from app.storage.reads import RollupData, SeriesData
+from app.timeutil import format_ms, format_ms_array
+
+router = APIRouter(tags=["queries"], dependencies=[ReadKey], default_response_class=FastJSON)
+ERRORS = {
+    404: {"model": ErrorResponse, "description": "Unknown metric"},
+    422: {"model": ErrorResponse, "description": "Bad parameter; names it"},
+    503: {"model": ErrorResponse, "description": "Database unavailable"},
+}
+MetricName = Annotated[str, Query(min_length=1, max_length=255, examples=["cpu_usage"])]
+
+
+@router.get("/metrics/names", response_model=NamesResponse, summary="List metric names")
+async def metric_names(
+    store: StoreDep, prefix: Annotated[str | None, Query(max_length=255)] = None
+) -> dict[str, object]:
+    return {"names": await store.metric_names(prefix)}
+
+
+@router.get(
+    "/query/raw",
+    response_model=RawQueryResponse,
+    responses=ERRORS,  # type: ignore[arg-type]
+    summary="Raw samples in a range",
+)
+async def query_raw(
+    metric_name: MetricName,
+    time_range: RangeDep,
+    filters: FiltersDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(gt=0, description="Most points in the answer.")] = 100_000,
+) -> dict[str, object]:
+    """Points ascending by time; series ordered by their labels. `truncated` says whether `limit`
+    (capped at MAX_QUERY_POINTS) cut the answer short."""
+    limit = min(limit, settings.max_query_points)
+    series, truncated = await store.select_raw(
+        metric_name, filters, time_range.start_ms, time_range.end_ms, limit
+    )
+    return {
+        "metric_name": metric_name,
+        "start_time": time_range.start_text,
+        "end_time": time_range.end_text,
+        "series": [_raw_series(s) for s in series],
+        "truncated": truncated,
+    }
+
+
+def _raw_series(data: SeriesData) -> dict[str, object]:
+    stamps = format_ms_array(data.ts)
+    values = data.values.tolist()
+    return {
+        "labels": data.labels,
+        "points": [{"timestamp": t, "value": v} for t, v in zip(stamps, values, strict=True)],
+    }
+
+
+@router.get(
+    "/query/rollup",
+    response_model=RollupQueryResponse,
+    responses=ERRORS,  # type: ignore[arg-type]
+    summary="Rollups (1m, 5m, 1h buckets) in a range",
+)
+async def query_rollup(
+    metric_name: MetricName,
+    window: Annotated[Literal["1m", "5m", "1h"], Query(description="Bucket width.")],
+    time_range: RangeDep,
+    filters: FiltersDep,
+    store: StoreDep,
+) -> dict[str, object]:
+    """Buckets whose start lies in [start_time floored to the window, end_time], each aggregating
+    all of its samples. Buckets not yet materialized by the rollup job, or invalidated by late
+    data, are computed from raw samples on the fly, so the answer is always exact."""
+    res = BY_NAME[window]
+    series, until = await store.select_rollup(
+        metric_name, filters, res, time_range.start_ms, time_range.end_ms
+    )
+    return {
+        "metric_name": metric_name,
+        "window": window,
+        "start_time": time_range.start_text,
+        "end_time": time_range.end_text,
+        "materialized_until": None if until is None else format_ms(until),
+        "series": [_rollup_series(s) for s in series],
+    }
+
+
+def _rollup_series(data: RollupData) -> dict[str, object]:
+    count = data.count.astype(np.float64)
+    avg = data.sum / count
+    stddev = np.sqrt(np.maximum(data.sumsq / count - avg * avg, 0.0))
+    columns = zip(
+        format_ms_array(data.bucket),
+        avg.tolist(),
+        data.min.tolist(),
+        data.max.tolist(),
+        data.sum.tolist(),
+        data.count.tolist(),
+        stddev.tolist(),
+        data.last.tolist(),
+        strict=True,
+    )
+    keys = ("timestamp", "avg", "min", "max", "sum", "count", "stddev", "last")
+    return {"labels": data.labels, "points": [dict(zip(keys, row, strict=True)) for row in columns]}

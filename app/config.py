@@ -1,0 +1,146 @@
+"""Typed settings, read from the environment and `.env`. Every field is documented in README.md."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse `30s`, `10m`, `7d`, `1.5h`, `250ms` or a bare number of seconds into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 30s, 10m or 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match is None:
+            raise ValueError(
+                f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 10m, 7d"
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+    else:
+        raise ValueError("a duration such as 30s, 10m or 7d")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest exact spelling of a duration (`7d`, `90m`, `30s`, `250ms`)."""
+    ms = round(value.total_seconds() * 1000)
+    for unit, factor in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if ms and ms % factor == 0:
+            return f"{ms // factor}{unit}"
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _split_keys(value: object) -> object:
+    if isinstance(value, str):
+        return [key.strip() for key in value.split(",") if key.strip()]
+    return value
+
+
+KeyList = Annotated[list[str], BeforeValidator(_split_keys)]
+
+
+class Settings(BaseSettings):
+    """Service configuration. Environment variables use the upper-case field name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        "sqlite:///data/metrics.db",
+        description="Where data lives: sqlite:///PATH (embedded default) or postgresql://USER@HOST/DB.",
+    )
+    max_batch: int = Field(
+        100_000, gt=0, description="Most samples in one /backfill/import request."
+    )
+    max_future_skew: Duration = Field(
+        timedelta(minutes=10), description="How far ahead of server time a timestamp may be."
+    )
+    max_series_per_metric: int = Field(10_000, gt=0, description="Most series one metric may have.")
+    max_series_total: int = Field(1_000_000, gt=0, description="Most series in the whole store.")
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="Largest request body accepted."
+    )
+    max_query_points: int = Field(
+        1_000_000, gt=0, description="Most points one raw query may return (its `limit` is capped)."
+    )
+    max_query_range: Duration = Field(
+        timedelta(days=400), description="Longest time range one query may cover."
+    )
+    query_timeout: Duration = Field(
+        timedelta(seconds=30), description="Queries running longer are cancelled with a 503."
+    )
+
+    retention_raw: Duration = Field(timedelta(days=7), description="How long raw samples are kept.")
+    retention_1m: Duration = Field(timedelta(days=30), description="How long 1m rollups are kept.")
+    retention_5m: Duration = Field(timedelta(days=90), description="How long 5m rollups are kept.")
+    retention_1h: Duration = Field(timedelta(days=365), description="How long 1h rollups are kept.")
+    rollup_grace: Duration = Field(
+        timedelta(seconds=30),
+        description="How long after a bucket closes before the rollup job materializes it.",
+    )
+
+    scheduler_enabled: bool = Field(
+        True, description="Run the rollup and retention jobs in-process."
+    )
+    rollup_interval: Duration = Field(timedelta(seconds=60), description="Rollup job period.")
+    retention_interval: Duration = Field(timedelta(hours=1), description="Retention job period.")
+    job_lock_timeout: Duration = Field(
+        timedelta(minutes=5),
+        description="How long a command-line job waits for another runner to finish.",
+    )
+
+    api_keys: KeyList = Field(
+        default_factory=list, description="Comma-separated keys; when set, writes need one of them."
+    )
+    read_api_keys: KeyList = Field(
+        default_factory=list,
+        description="Comma-separated keys; when set, reads need one of these or of API_KEYS.",
+    )
+
+    db_pool_size: int = Field(10, gt=0, description="PostgreSQL connection pool size.")
+    db_pool_timeout: Duration = Field(
+        timedelta(seconds=5), description="How long a request waits for a pooled connection."
+    )
+    db_connect_timeout: Duration = Field(
+        timedelta(seconds=5), description="How long opening a database connection may take."
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        "FULL",
+        description="SQLite fsync policy; FULL keeps every acknowledged write on power loss.",
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("DATABASE_URL must start with sqlite:// or postgresql://")
+        return value
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Background jobs: rollup materialization and retention, run by the scheduler or from the CLI."""

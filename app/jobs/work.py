@@ -1,0 +1,60 @@
+"""What each job does, given a store and a time. Pure functions decide; these act."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from app.config import Settings
+from app.services.retention import plan_retention
+from app.services.rollup import RESOLUTIONS, closed_before
+from app.storage.store import Store
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    buckets_written: int = 0
+    rows_dropped: int = 0
+    detail: str = ""
+
+
+def _ms(delta: timedelta) -> int:
+    return round(delta.total_seconds() * 1000)
+
+
+def closed_boundaries(settings: Settings, now: int) -> dict[str, int]:
+    grace = _ms(settings.rollup_grace)
+    return {res.name: closed_before(now, grace, res) for res in RESOLUTIONS}
+
+
+def retention_defaults(settings: Settings) -> dict[str, int]:
+    return {
+        "raw": _ms(settings.retention_raw),
+        "1m": _ms(settings.retention_1m),
+        "5m": _ms(settings.retention_5m),
+        "1h": _ms(settings.retention_1h),
+    }
+
+
+async def rollup(store: Store, settings: Settings, now: int) -> JobOutcome:
+    """Recompute every invalidated bucket that has closed (grace included)."""
+    closed = closed_boundaries(settings, now)
+    written = {res.name: await store.materialize(res, closed[res.name]) for res in RESOLUTIONS}
+    detail = ", ".join(f"{name}: {count}" for name, count in written.items())
+    return JobOutcome(buckets_written=sum(written.values()), detail=detail)
+
+
+async def retention(store: Store, settings: Settings, now: int) -> JobOutcome:
+    """Roll up what is pending, then drop raw and rollups past their retention."""
+    plan = plan_retention(now, retention_defaults(settings), await store.retention_overrides())
+    report = await store.apply_retention(plan, closed_boundaries(settings, now))
+    detail = (
+        f"raw rows: {report.raw_rows}, rollup rows: {report.rollup_rows},"
+        f" partitions: {report.partitions}"
+    )
+    return JobOutcome(rows_dropped=report.raw_rows + report.rollup_rows, detail=detail)
+
+
+JobFn = Callable[[Store, Settings, int], Awaitable[JobOutcome]]
+JOBS: dict[str, JobFn] = {"rollup": rollup, "retention": retention}

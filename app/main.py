@@ -1,0 +1,94 @@
+"""The application factory. `app` exists for `uvicorn app.main:app`; nothing connects at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from app.api.routes import anomaly, dashboard, health, ingest, jobs, query
+from app.config import Settings, get_settings
+from app.errors import install_error_handlers
+from app.logging_setup import configure_logging
+from app.migrate import upgrade
+from app.scheduler import Scheduler
+from app.schemas import DOCUMENTED_MODELS
+from app.storage.group_commit import GroupCommitter
+from app.storage.store import Store
+
+log = logging.getLogger("app")
+DESCRIPTION = (
+    "Send numbers over HTTP, query them back raw or as exact rollups (1m, 5m, 1h), "
+    "find anomalies, and watch them on the dashboard at `/`."
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await _migrate(settings)
+        store = Store.open(settings)
+        committer = GroupCommitter(store)
+        committer.start()
+        scheduler = Scheduler(store, settings)
+        if settings.scheduler_enabled:
+            scheduler.start()
+        app.state.store, app.state.committer = store, committer
+        log.info("serving on %s (%s)", settings.backend, _safe_url(settings.database_url))
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            await committer.stop()
+            await store.close()
+
+    app = FastAPI(
+        title="Metrics service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (ingest, query, anomaly, jobs, health, dashboard):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _migrate(settings: Settings) -> None:
+    """Apply migrations; if the database is down, start anyway and answer 503 until it is up."""
+    try:
+        await asyncio.to_thread(upgrade, settings)
+    except Exception as exc:
+        log.error("migrations not applied (database unreachable?): %s", exc)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema plus the request-body models that routes read themselves."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        _, defs = models_json_schema(
+            [(m, "validation") for m in DOCUMENTED_MODELS],
+            ref_template="#/components/schemas/{model}",
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app = create_app()

@@ -1,0 +1,35 @@
+"""In-process scheduling of the jobs (SCHEDULER_ENABLED): each on its own interval, through the
+shared runner, so servers and cron runs never do the same work twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from app.config import Settings
+from app.jobs.runner import run_loop
+from app.storage.store import Store
+
+
+class Scheduler:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        plan = {
+            "rollup": self.settings.rollup_interval.total_seconds(),
+            "retention": self.settings.retention_interval.total_seconds(),
+        }
+        for job, interval in plan.items():
+            task = run_loop(self.store, self.settings, job, interval, self._stop)
+            self._tasks.append(asyncio.create_task(task, name=f"job-{job}"))
+
+    async def stop(self) -> None:
+        """Let a running job finish its pass, then stop."""
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,138 @@
+"""The HTTP contract as pydantic models, for the OpenAPI page at /docs.
+
+Request bodies are validated by `app.validation` (one pass, no object per sample); these models
+describe the same shapes. Responses are built as plain data and serialized with orjson.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+TIME_DOC = "RFC 3339 (no offset means UTC) or epoch seconds (fractions allowed)."
+
+
+class IngestSample(BaseModel):
+    metric_name: str = Field(
+        max_length=255, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", examples=["cpu_usage"]
+    )
+    value: float = Field(description="A finite number.", examples=[75.5])
+    timestamp: str | float | None = Field(
+        None, description=f"{TIME_DOC} Defaults to server time.", examples=["2025-12-03T12:00:00Z"]
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="At most 32; names match ^[a-zA-Z_][a-zA-Z0-9_]*$, values up to 1,024 chars.",
+        examples=[{"host": "server1", "region": "us-west"}],
+    )
+
+
+class ColumnarSeries(BaseModel):
+    metric_name: str = Field(examples=["cpu_usage"])
+    labels: dict[str, str] = Field(default_factory=dict)
+    timestamps: list[str | float] = Field(description=f"Each {TIME_DOC}")
+    values: list[float] = Field(description="Same length as timestamps.")
+
+
+class BackfillRequest(BaseModel):
+    metrics: list[IngestSample] | None = Field(
+        None, description="Samples, at most MAX_BATCH in one request (all-or-nothing)."
+    )
+    series: list[ColumnarSeries] | None = Field(
+        None, description="Columnar form: one entry per series with parallel arrays."
+    )
+
+
+class IngestResponse(BaseModel):
+    status: str = "ok"
+
+
+class BackfillResponse(BaseModel):
+    status: str = "ok"
+    imported: int
+    series: int
+
+
+class NamesResponse(BaseModel):
+    names: list[str]
+
+
+class RawPoint(BaseModel):
+    timestamp: str
+    value: float
+
+
+class RawSeries(BaseModel):
+    labels: dict[str, str]
+    points: list[RawPoint]
+
+
+class RawQueryResponse(BaseModel):
+    metric_name: str
+    start_time: str
+    end_time: str
+    series: list[RawSeries]
+    truncated: bool = Field(description="True when `limit` cut the answer short.")
+
+
+class RollupPoint(BaseModel):
+    timestamp: str = Field(description="Bucket start, aligned to the Unix epoch.")
+    avg: float
+    min: float
+    max: float
+    sum: float
+    count: int
+    stddev: float = Field(description="Population standard deviation within the bucket.")
+    last: float = Field(description="The value at the latest timestamp in the bucket.")
+
+
+class RollupSeries(BaseModel):
+    labels: dict[str, str]
+    points: list[RollupPoint]
+
+
+class RollupQueryResponse(BaseModel):
+    metric_name: str
+    window: str
+    start_time: str
+    end_time: str
+    materialized_until: str | None = Field(
+        description="Buckets before this come from rollup tables; later ones from raw, live."
+    )
+    series: list[RollupSeries]
+
+
+class Anomaly(BaseModel):
+    timestamp: str
+    value: float
+    zscore: float
+
+
+class AnomalySeries(BaseModel):
+    labels: dict[str, str]
+    count: int
+    mean: float | None
+    stddev: float | None
+    anomalies: list[Anomaly]
+
+
+class AnomalyResponse(BaseModel):
+    metric_name: str
+    threshold: float
+    method: str
+    series: list[AnomalySeries]
+
+
+class RetentionPolicy(BaseModel):
+    raw: str | None = Field(None, examples=["7d"])
+    m1: str | None = Field(None, alias="1m", examples=["30d"])
+    m5: str | None = Field(None, alias="5m", examples=["90d"])
+    h1: str | None = Field(None, alias="1h", examples=["365d"])
+
+
+class ErrorResponse(BaseModel):
+    detail: Any
+
+
+DOCUMENTED_MODELS: list[type[BaseModel]] = [IngestSample, ColumnarSeries, BackfillRequest]

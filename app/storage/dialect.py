@@ -1,0 +1,186 @@
+"""What differs between SQLite and PostgreSQL, in one place.
+
+- Bulk upserts: SQLite takes executemany in the open transaction; PostgreSQL takes whole columns as
+  arrays through `unnest`, one statement and one round trip per batch.
+- Invalidation marks: on PostgreSQL a mark that already exists is touched (row-locked), so a job
+  that claims it concurrently waits for the writer's commit and then sees its samples
+  (docs/rollups.md).
+- Samples on PostgreSQL live in day partitions created on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from sqlalchemy import ColumnElement, func, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.storage import schema
+
+DAY_MS = 86_400_000
+PARTITION_LOCK_KEY = 7_263_002
+SERIES_LOCK_KEY = 7_263_003
+
+
+def is_postgres(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+async def upsert_samples(
+    conn: AsyncConnection, sids: np.ndarray, ts: np.ndarray, values: np.ndarray
+) -> None:
+    """Insert or overwrite (last write wins). Input holds each (series, ts) at most once."""
+    if sids.size == 0:
+        return
+    if is_postgres(conn):
+        await conn.execute(
+            text(
+                "INSERT INTO samples (series_id, ts, value) SELECT * FROM unnest(CAST(:sids AS"
+                " integer[]), CAST(:ts AS bigint[]), CAST(:vals AS double precision[]))"
+                " ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value"
+            ),
+            {"sids": sids.tolist(), "ts": ts.tolist(), "vals": values.tolist()},
+        )
+        return
+    await conn.exec_driver_sql(
+        "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
+        " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value",
+        list(zip(sids.tolist(), ts.tolist(), values.tolist(), strict=True)),
+    )
+
+
+async def mark_dirty(
+    conn: AsyncConnection, resolution: str, sids: np.ndarray, buckets: np.ndarray
+) -> None:
+    """Record that these (series, bucket) pairs changed. Pairs are unique and sorted."""
+    if sids.size == 0:
+        return
+    table = f"rollup_dirty_{resolution}"
+    if is_postgres(conn):
+        await conn.execute(
+            text(
+                f"INSERT INTO {table} (series_id, bucket) SELECT * FROM unnest("
+                "CAST(:sids AS integer[]), CAST(:buckets AS bigint[]))"
+                " ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket"
+            ),
+            {"sids": sids.tolist(), "buckets": buckets.tolist()},
+        )
+        return
+    await conn.exec_driver_sql(
+        f"INSERT INTO {table} (series_id, bucket) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        list(zip(sids.tolist(), buckets.tolist(), strict=True)),
+    )
+
+
+async def claim_dirty(conn: AsyncConnection, resolution: str, before_ms: int) -> int:
+    """Move marks of buckets starting before `before_ms` into the temp table `claimed`.
+
+    Must be its own statement, before the recomputation reads samples: on PostgreSQL (READ
+    COMMITTED) the next statement takes a fresh snapshot that includes every writer whose mark
+    this claim waited for.
+    """
+    table = f"rollup_dirty_{resolution}"
+    if is_postgres(conn):
+        await conn.execute(
+            text(
+                "CREATE TEMP TABLE IF NOT EXISTS claimed (series_id integer NOT NULL,"
+                " bucket bigint NOT NULL) ON COMMIT DELETE ROWS"
+            )
+        )
+        result = await conn.execute(
+            text(
+                f"WITH gone AS (DELETE FROM {table} WHERE bucket < :before"
+                " RETURNING series_id, bucket) INSERT INTO claimed SELECT * FROM gone"
+            ),
+            {"before": before_ms},
+        )
+        return int(result.rowcount or 0)
+    await conn.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS claimed (series_id INTEGER NOT NULL,"
+        " bucket INTEGER NOT NULL, PRIMARY KEY (series_id, bucket)) WITHOUT ROWID"
+    )
+    await conn.exec_driver_sql("DELETE FROM claimed")
+    result = await conn.execute(
+        text(f"INSERT INTO claimed SELECT series_id, bucket FROM {table} WHERE bucket < :before"),
+        {"before": before_ms},
+    )
+    await conn.execute(text(f"DELETE FROM {table} WHERE bucket < :before"), {"before": before_ms})
+    return int(result.rowcount or 0)
+
+
+RETENTION_LOCK_KEY = 7_263_004
+
+
+async def share_retention_lock(conn: AsyncConnection) -> None:
+    """Writers share this lock; a retention drop holds it alone, so no write lands in data being
+    dropped, and every write sees the horizon of drops committed before it (SQLite: write lock)."""
+    if is_postgres(conn):
+        await conn.execute(text(f"SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_KEY})"))
+
+
+async def exclusive_retention_lock(conn: AsyncConnection) -> None:
+    if is_postgres(conn):
+        await conn.execute(text(f"SELECT pg_advisory_xact_lock({RETENTION_LOCK_KEY})"))
+
+
+async def lock_series_creation(conn: AsyncConnection) -> None:
+    """Serialize series creation so cardinality limits hold across processes (SQLite: the write
+    lock already does)."""
+    if is_postgres(conn):
+        await conn.execute(text(f"SELECT pg_advisory_xact_lock({SERIES_LOCK_KEY})"))
+
+
+def partition_name(day: int) -> str:
+    return f"samples_d{day}" if day >= 0 else f"samples_dm{-day}"
+
+
+async def ensure_partitions(conn: AsyncConnection, days: Iterable[int]) -> None:
+    """Create the day partitions of `samples` that these days need (PostgreSQL only)."""
+    wanted = sorted(set(days))
+    if not wanted or not is_postgres(conn):
+        return
+    await conn.execute(text(f"SELECT pg_advisory_xact_lock({PARTITION_LOCK_KEY})"))
+    for day in wanted:
+        await conn.execute(
+            text(
+                f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF samples"
+                f" FOR VALUES FROM ({day * DAY_MS}) TO ({(day + 1) * DAY_MS})"
+            )
+        )
+
+
+async def existing_partition_days(conn: AsyncConnection) -> list[int]:
+    if not is_postgres(conn):
+        return []
+    result = await conn.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'samples'"
+        )
+    )
+    days = []
+    for (name,) in result:
+        suffix = name.removeprefix("samples_d")
+        days.append(-int(suffix[1:]) if suffix.startswith("m") else int(suffix))
+    return sorted(days)
+
+
+async def drop_partition(conn: AsyncConnection, day: int) -> int:
+    """Drop one whole day of raw samples; returns how many rows went with it."""
+    name = partition_name(day)
+    count = (await conn.execute(text(f"SELECT count(*) FROM {name}"))).scalar_one()
+    await conn.execute(text(f"DROP TABLE {name}"))
+    return int(count)
+
+
+def label_equals(conn: AsyncConnection, name: str, value: str) -> ColumnElement[bool]:
+    """`labels[name] == value` in SQL; PostgreSQL uses containment, which the GIN index serves."""
+    if is_postgres(conn):
+        return schema.series.c.labels.contains({name: value})
+    return func.json_extract(schema.series.c.labels, f'$."{name}"') == value
+
+
+def bucket_expr(ts_column: str, width_ms: int) -> str:
+    """Floor of a timestamp column to its epoch-aligned bucket, correct before 1970 too."""
+    return f"({ts_column} - ((({ts_column} % {width_ms}) + {width_ms}) % {width_ms}))"

@@ -1,0 +1,100 @@
+"""Per-backend engine setup: the one place that knows SQLite from PostgreSQL connection details.
+
+SQLite: WAL, a busy timeout, and two engines: a single-connection writer whose transactions start
+with BEGIN IMMEDIATE (one writer; no lock upgrades that fail under concurrency) and a reader pool.
+PostgreSQL: asyncpg with one pool for reads and writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.config import Settings
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def async_url(database_url: str) -> str:
+    """`sqlite:///x.db` -> aiosqlite, `postgresql://` -> asyncpg."""
+    url = make_url(database_url.replace("postgres://", "postgresql://", 1))
+    if url.get_backend_name() == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+@dataclass
+class Engines:
+    backend: str
+    reader: AsyncEngine
+    writer: AsyncEngine
+
+    async def dispose(self) -> None:
+        await self.reader.dispose()
+        if self.writer is not self.reader:
+            await self.writer.dispose()
+
+
+def _sqlite_engine(url: str, settings: Settings, *, immediate: bool) -> AsyncEngine:
+    # The writer keeps exactly one connection: one writer per process, requests queue for it.
+    sizing = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 3600} if immediate else {}
+    engine = create_async_engine(url, **sizing)
+    pragmas = (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={settings.sqlite_synchronous}",
+        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        "PRAGMA temp_store=MEMORY",
+        "PRAGMA cache_size=-65536",
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        for pragma in pragmas:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def make_engines(settings: Settings) -> Engines:
+    """Build engines; nothing connects until first use."""
+    url = async_url(settings.database_url)
+    if settings.backend == "sqlite":
+        path = sqlite_path(settings.database_url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return Engines(
+            "sqlite",
+            reader=_sqlite_engine(url, settings, immediate=False),
+            writer=_sqlite_engine(url, settings, immediate=True),
+        )
+    engine = create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout.total_seconds(),
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": settings.db_connect_timeout.total_seconds(),
+            "server_settings": {"application_name": "metrics-service"},
+        },
+    )
+    return Engines("postgresql", reader=engine, writer=engine)

@@ -1,0 +1,186 @@
+"""Reads: find series by label matchers, select raw ranges and rollups.
+
+A rollup answer is exact at read time. Buckets before the resolution's `materialized_until` come
+from the rollup table, except buckets with a pending invalidation, which are aggregated from raw
+like the live tail (buckets at or after `materialized_until`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.matchers import Matcher, matches_all
+from app.services.rollup import Resolution, window_bounds
+from app.storage import dialect, schema
+
+ID_CHUNK = 1000
+AGG_COLUMNS = ("count", "sum", "min", "max", "sumsq", "last")
+
+
+@dataclass(frozen=True)
+class SeriesRef:
+    id: int
+    labels: dict[str, str]
+
+
+@dataclass
+class SeriesData:
+    labels: dict[str, str]
+    ts: np.ndarray  # int64 ms, ascending
+    values: np.ndarray  # float64
+
+
+@dataclass
+class RollupData:
+    labels: dict[str, str]
+    bucket: np.ndarray  # int64 ms bucket starts, ascending
+    count: np.ndarray
+    sum: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    sumsq: np.ndarray
+    last: np.ndarray
+
+
+async def find_series(
+    conn: AsyncConnection, metric: str, matchers: Sequence[Matcher]
+) -> list[SeriesRef]:
+    """Series of a metric matching every matcher, ordered by their labels."""
+    cols = schema.series.c
+    query = select(cols.id, cols.labels).where(cols.metric_name == metric)
+    for m in matchers:
+        if m.is_exact:
+            query = query.where(dialect.label_equals(conn, m.name, m.value))
+    refs = [
+        SeriesRef(sid, labels)
+        for sid, labels in await conn.execute(query)
+        if matches_all(matchers, labels)
+    ]
+    refs.sort(key=lambda ref: sorted(ref.labels.items()))
+    return refs
+
+
+async def metric_exists(conn: AsyncConnection, metric: str) -> bool:
+    cols = schema.series.c
+    found = await conn.execute(select(cols.id).where(cols.metric_name == metric).limit(1))
+    return found.first() is not None
+
+
+def _columns(rows: Sequence[Sequence[float]], width: int) -> np.ndarray:
+    if not rows:
+        return np.empty((0, width), dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), width)
+
+
+async def select_raw(
+    conn: AsyncConnection, refs: Sequence[SeriesRef], start_ms: int, end_ms: int, limit: int
+) -> tuple[list[SeriesData], bool]:
+    """Points of each series in [start, end], at most `limit` in all; True if cut short."""
+    out: list[SeriesData] = []
+    remaining = limit
+    truncated = False
+    for ref in refs:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT ts, value FROM samples WHERE series_id = :sid AND ts >= :lo"
+                    " AND ts <= :hi ORDER BY ts LIMIT :limit"
+                ),
+                {"sid": ref.id, "lo": start_ms, "hi": end_ms, "limit": remaining + 1},
+            )
+        ).all()
+        if len(rows) > remaining:
+            rows, truncated = rows[:remaining], True
+        data = _columns(rows, 2)
+        out.append(SeriesData(ref.labels, data[:, 0].astype(np.int64), data[:, 1]))
+        remaining -= len(rows)
+        if truncated:
+            break
+    return out, truncated
+
+
+def aggregate_sql(source: str, bucket: str, where: str) -> str:
+    """Aggregate samples into buckets; `last` is the value at the latest timestamp."""
+    return (
+        "WITH agg AS (SELECT s.series_id AS series_id, "
+        f"{bucket} AS bucket, count(*) AS n, sum(s.value) AS total, min(s.value) AS lo,"
+        " max(s.value) AS hi, sum(s.value * s.value) AS sq, max(s.ts) AS last_ts"
+        f" FROM {source} WHERE {where} GROUP BY s.series_id, {bucket}) "
+    )
+
+
+AGG_SELECT = (
+    "SELECT agg.series_id, agg.bucket, agg.n, agg.total, agg.lo, agg.hi, agg.sq, l.value,"
+    " agg.last_ts FROM agg JOIN samples l ON l.series_id = agg.series_id"
+    " AND l.ts = agg.last_ts WHERE true"
+)
+
+
+async def materialized_until(conn: AsyncConnection, res: Resolution) -> int | None:
+    cols = schema.rollup_state.c
+    found = await conn.execute(select(cols.materialized_until).where(cols.resolution == res.name))
+    return found.scalar_one_or_none()
+
+
+async def select_rollup(
+    conn: AsyncConnection, refs: Sequence[SeriesRef], res: Resolution, start_ms: int, end_ms: int
+) -> tuple[list[RollupData], int | None]:
+    """Buckets of each series whose start lies in [floor(start), end]; and materialized_until."""
+    lo, hi = window_bounds(start_ms, end_ms, res)
+    until = await materialized_until(conn, res)
+    mu = lo if until is None else max(lo, min(until, hi + res.ms))
+    rows: list[Sequence[float]] = []
+    for first in range(0, len(refs), ID_CHUNK):
+        ids = ",".join(str(ref.id) for ref in refs[first : first + ID_CHUNK])
+        params = {"lo": lo, "hi": hi, "mu": mu, "end": hi + res.ms}
+        rows += (await conn.execute(text(_stored_sql(res, ids)), params)).all()
+        rows += (await conn.execute(text(_tail_sql(res, ids)), params)).all()
+        rows += (await conn.execute(text(_dirty_sql(res, ids)), params)).all()
+    return _split_rollups(refs, _columns(rows, 9)), until
+
+
+def _stored_sql(res: Resolution, ids: str) -> str:
+    return (
+        "SELECT r.series_id, r.bucket, r.count, r.sum, r.min, r.max, r.sumsq, r.last, r.last_ts"
+        f" FROM rollup_{res.name} r WHERE r.series_id IN ({ids}) AND r.bucket >= :lo"
+        " AND r.bucket <= :hi AND r.bucket < :mu AND NOT EXISTS (SELECT 1 FROM"
+        f" rollup_dirty_{res.name} d WHERE d.series_id = r.series_id AND d.bucket = r.bucket)"
+    )
+
+
+def _tail_sql(res: Resolution, ids: str) -> str:
+    where = f"s.series_id IN ({ids}) AND s.ts >= :mu AND s.ts < :end"
+    return aggregate_sql("samples s", dialect.bucket_expr("s.ts", res.ms), where) + AGG_SELECT
+
+
+def _dirty_sql(res: Resolution, ids: str) -> str:
+    source = (
+        f"rollup_dirty_{res.name} d JOIN samples s ON s.series_id = d.series_id"
+        f" AND s.ts >= d.bucket AND s.ts < d.bucket + {res.ms}"
+    )
+    where = f"d.series_id IN ({ids}) AND d.bucket >= :lo AND d.bucket <= :hi AND d.bucket < :mu"
+    return aggregate_sql(source, "d.bucket", where) + AGG_SELECT
+
+
+def _split_rollups(refs: Sequence[SeriesRef], data: np.ndarray) -> list[RollupData]:
+    order = np.lexsort((data[:, 1], data[:, 0]))
+    data = data[order]
+    sids = data[:, 0].astype(np.int64)
+    out = []
+    for ref in refs:
+        lo, hi = np.searchsorted(sids, ref.id, "left"), np.searchsorted(sids, ref.id, "right")
+        part = data[lo:hi]
+        out.append(
+            RollupData(
+                ref.labels,
+                part[:, 1].astype(np.int64),
+                part[:, 2].astype(np.int64),
+                *(part[:, k] for k in range(3, 8)),
+            )
+        )
+    return out

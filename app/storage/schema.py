@@ -1,0 +1,123 @@
+"""Tables, as SQLAlchemy Core metadata. Migrations in app/migrations build them; a test checks
+that both agree.
+
+Timestamps are integer milliseconds since the Unix epoch. Samples on PostgreSQL are range-
+partitioned by day on `ts` (migrations, docs/storage.md), so retention drops whole partitions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Double,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from app.services.rollup import RESOLUTIONS
+
+metadata = MetaData()
+
+LabelsType = JSON().with_variant(JSONB(), "postgresql")
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("metric_name", String(255), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("labels", LabelsType, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("metric_name", "fingerprint", name="uq_series_metric_fingerprint"),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    Column("series_id", Integer, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("value", Double, nullable=False),
+    PrimaryKeyConstraint("series_id", "ts", name="pk_samples"),
+    sqlite_with_rowid=False,
+)
+
+
+def _rollup_table(name: str) -> Table:
+    return Table(
+        f"rollup_{name}",
+        metadata,
+        Column("series_id", Integer, nullable=False),
+        Column("bucket", BigInteger, nullable=False),
+        Column("count", BigInteger, nullable=False),
+        Column("sum", Double, nullable=False),
+        Column("min", Double, nullable=False),
+        Column("max", Double, nullable=False),
+        Column("sumsq", Double, nullable=False),
+        Column("last", Double, nullable=False),
+        Column("last_ts", BigInteger, nullable=False),
+        PrimaryKeyConstraint("series_id", "bucket", name=f"pk_rollup_{name}"),
+        sqlite_with_rowid=False,
+    )
+
+
+def _dirty_table(name: str) -> Table:
+    return Table(
+        f"rollup_dirty_{name}",
+        metadata,
+        Column("series_id", Integer, nullable=False),
+        Column("bucket", BigInteger, nullable=False),
+        PrimaryKeyConstraint("series_id", "bucket", name=f"pk_rollup_dirty_{name}"),
+        sqlite_with_rowid=False,
+    )
+
+
+rollups = {res.name: _rollup_table(res.name) for res in RESOLUTIONS}
+dirty = {res.name: _dirty_table(res.name) for res in RESOLUTIONS}
+
+rollup_state = Table(
+    "rollup_state",
+    metadata,
+    Column("resolution", String(8), primary_key=True),
+    Column("materialized_until", BigInteger, nullable=False),
+)
+
+retention_overrides = Table(
+    "retention_overrides",
+    metadata,
+    Column("metric_name", String(255), primary_key=True),
+    Column("raw_ms", BigInteger, nullable=True),
+    Column("r1m_ms", BigInteger, nullable=True),
+    Column("r5m_ms", BigInteger, nullable=True),
+    Column("r1h_ms", BigInteger, nullable=True),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+raw_horizon = Table(
+    "raw_horizon",
+    metadata,
+    Column("metric_name", String(255), primary_key=True),  # '*' for a drop that covered all metrics
+    Column("dropped_before", BigInteger, nullable=False),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job", String(32), primary_key=True),
+    Column("runs", BigInteger, nullable=False),
+    Column("last_started_ms", BigInteger, nullable=True),
+    Column("last_finished_ms", BigInteger, nullable=True),
+    Column("last_duration_ms", BigInteger, nullable=True),
+    Column("last_status", String(16), nullable=True),
+    Column("buckets_written", BigInteger, nullable=False),
+    Column("rows_dropped", BigInteger, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_ms", BigInteger, nullable=True),
+)

@@ -1,0 +1,370 @@
+"""The store: the narrow interface the HTTP layer and the jobs use. Writes live here; reads in
+`reads.py`, rollup and retention work in `maintenance.py`.
+
+A write is one transaction: create any new series (under the cardinality limits), upsert the
+samples (last write wins), and mark the rollup buckets they touch for recomputation. The caller is
+answered only after commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.config import Settings
+from app.matchers import Matcher
+from app.services.retention import RetentionPlan
+from app.services.rollup import RESOLUTIONS, Resolution
+from app.storage import dialect, locks, maintenance, reads, schema
+from app.storage.engine import Engines, make_engines
+from app.storage.reads import RollupData, SeriesData, SeriesRef
+from app.timeutil import format_ms, now_ms
+from app.validation import SampleBatch, SeriesKey
+
+
+class UnknownMetric(LookupError):
+    """A query for a metric that has no series."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached or answered with a connection-level error."""
+
+
+@dataclass(frozen=True)
+class CardinalityExceeded(Exception):
+    metric: str
+    limit: int
+    scope: str  # "per_metric" or "total"
+
+    def __str__(self) -> str:
+        if self.scope == "per_metric":
+            return (
+                f"metric {self.metric!r} would exceed MAX_SERIES_PER_METRIC ({self.limit} series)"
+            )
+        return f"new series for metric {self.metric!r} would exceed MAX_SERIES_TOTAL ({self.limit})"
+
+
+@dataclass(frozen=True)
+class BeforeHorizon(Exception):
+    """A sample older than raw data that retention has already dropped for its metric."""
+
+    position: int  # index of the sample in the batch
+    metric: str
+    horizon_ms: int
+
+    def __str__(self) -> str:
+        return (
+            f"timestamp is older than {format_ms(self.horizon_ms)}, before which retention has "
+            f"already dropped raw data of metric {self.metric!r}; such samples cannot be rolled "
+            "up exactly any more"
+        )
+
+
+@dataclass
+class AppendResult:
+    written: int
+    rejected: dict[int, CardinalityExceeded] = field(default_factory=dict)  # key index -> reason
+
+
+def dedupe_last(sids: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Indices that keep the last occurrence of each (series, ts), sorted by (series, ts)."""
+    order = np.lexsort((np.arange(sids.size), ts, sids))
+    s, t = sids[order], ts[order]
+    last = np.ones(order.size, dtype=bool)
+    last[:-1] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
+    return order[last]
+
+
+def unique_pairs(sids: np.ndarray, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pairs = np.unique(np.stack([sids, buckets], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+class Store:
+    def __init__(self, settings: Settings, engines: Engines) -> None:
+        self.settings = settings
+        self.engines = engines
+        self.backend = engines.backend
+        self._series_ids: dict[tuple[str, str], int] = {}
+        self._partition_days: set[int] = set()
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    def open(cls, settings: Settings) -> Store:
+        """Build the store; nothing connects until the first query."""
+        return cls(settings, make_engines(settings))
+
+    async def close(self) -> None:
+        await self.engines.dispose()
+
+    async def ping(self) -> float:
+        """Round trip to the database in milliseconds."""
+        started = time.perf_counter()
+        async with self.engines.reader.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return (time.perf_counter() - started) * 1000
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def append(self, batch: SampleBatch, *, all_or_nothing: bool = True) -> AppendResult:
+        """Write a batch in one transaction. With `all_or_nothing`, a cardinality rejection of any
+        series raises CardinalityExceeded and nothing is written; otherwise the rejected series'
+        samples are left out and reported."""
+        if len(batch) == 0:
+            return AppendResult(0)
+        async with self._write_lock, self.engines.writer.begin() as conn:
+            await dialect.share_retention_lock(conn)
+            await self._check_horizons(conn, batch)
+            ids, rejected = await self._resolve_for_write(conn, batch.keys, all_or_nothing)
+            sids = ids[batch.series_index]
+            keep = sids >= 0
+            sids, ts, values = sids[keep], batch.ts[keep], batch.values[keep]
+            chosen = dedupe_last(sids, ts)
+            sids, ts, values = sids[chosen], ts[chosen], values[chosen]
+            await self._ensure_partitions(conn, ts)
+            await dialect.upsert_samples(conn, sids, ts, values)
+            for res in RESOLUTIONS:
+                await dialect.mark_dirty(conn, res.name, *unique_pairs(sids, ts - ts % res.ms))
+        # Only after commit: ids of series created in a rolled-back transaction must not be cached.
+        for i, key in enumerate(batch.keys):
+            if ids[i] >= 0:
+                self._series_ids[(key.metric, key.fingerprint)] = int(ids[i])
+        return AppendResult(int(keep.sum()), rejected)
+
+    async def _check_horizons(self, conn: AsyncConnection, batch: SampleBatch) -> None:
+        horizons = await maintenance.read_horizons(conn)
+        if not horizons:
+            return
+        default = horizons.get("*", -(2**62))
+        floors = np.array(
+            [max(default, horizons.get(k.metric, default)) for k in batch.keys], dtype=np.int64
+        )
+        bad = np.flatnonzero(batch.ts < floors[batch.series_index])
+        if bad.size:
+            key = batch.keys[int(batch.series_index[bad[0]])]
+            raise BeforeHorizon(int(bad[0]), key.metric, int(floors[batch.series_index[bad[0]]]))
+
+    async def _ensure_partitions(self, conn: AsyncConnection, ts: np.ndarray) -> None:
+        if self.backend != "postgresql" or ts.size == 0:
+            return
+        days = set(np.unique(ts // dialect.DAY_MS).tolist()) - self._partition_days
+        if days:
+            await dialect.ensure_partitions(conn, days)
+            self._partition_days.update(days)
+
+    def forget_partitions(self) -> None:
+        self._partition_days.clear()
+
+    async def _resolve_for_write(
+        self, conn: AsyncConnection, keys: Sequence[SeriesKey], all_or_nothing: bool
+    ) -> tuple[np.ndarray, dict[int, CardinalityExceeded]]:
+        """Series ids for `keys` (-1 for rejected ones), creating new series within the limits."""
+        ids = np.full(len(keys), -1, dtype=np.int64)
+        missing = []
+        for i, key in enumerate(keys):
+            sid = self._series_ids.get((key.metric, key.fingerprint))
+            if sid is None:
+                missing.append(i)
+            else:
+                ids[i] = sid
+        if not missing:
+            return ids, {}
+        await dialect.lock_series_creation(conn)
+        found = await self._lookup_series(conn, [keys[i] for i in missing])
+        rejected: dict[int, CardinalityExceeded] = {}
+        to_create = []
+        for i in missing:
+            sid = found.get((keys[i].metric, keys[i].fingerprint))
+            if sid is None:
+                to_create.append(i)
+            else:
+                ids[i] = sid
+        if to_create:
+            allowed, rejected = await self._apply_limits(conn, keys, to_create)
+            if rejected and all_or_nothing:
+                raise next(iter(rejected.values()))
+            created = await self._create_series(conn, [keys[i] for i in allowed])
+            for i in allowed:
+                ids[i] = created[(keys[i].metric, keys[i].fingerprint)]
+        return ids, rejected
+
+    async def _lookup_series(
+        self, conn: AsyncConnection, keys: Sequence[SeriesKey]
+    ) -> dict[tuple[str, str], int]:
+        found: dict[tuple[str, str], int] = {}
+        wanted = {(k.metric, k.fingerprint) for k in keys}
+        fingerprints = sorted({k.fingerprint for k in keys})
+        cols = schema.series.c
+        for start in range(0, len(fingerprints), 500):
+            chunk = fingerprints[start : start + 500]
+            rows = await conn.execute(
+                select(cols.id, cols.metric_name, cols.fingerprint).where(
+                    cols.fingerprint.in_(chunk)
+                )
+            )
+            for sid, metric, fp in rows:
+                if (metric, fp) in wanted:
+                    found[(metric, fp)] = sid
+        return found
+
+    async def _apply_limits(
+        self, conn: AsyncConnection, keys: Sequence[SeriesKey], to_create: list[int]
+    ) -> tuple[list[int], dict[int, CardinalityExceeded]]:
+        cols = schema.series.c
+        metrics = sorted({keys[i].metric for i in to_create})
+        per_metric: dict[str, int] = dict(
+            (
+                await conn.execute(
+                    select(cols.metric_name, func.count())
+                    .where(cols.metric_name.in_(metrics))
+                    .group_by(cols.metric_name)
+                )
+            ).all()
+        )
+        total = (await conn.execute(select(func.count()).select_from(schema.series))).scalar_one()
+        allowed, rejected = [], {}
+        for i in to_create:
+            metric = keys[i].metric
+            if per_metric.get(metric, 0) >= self.settings.max_series_per_metric:
+                rejected[i] = CardinalityExceeded(
+                    metric, self.settings.max_series_per_metric, "per_metric"
+                )
+            elif total >= self.settings.max_series_total:
+                rejected[i] = CardinalityExceeded(metric, self.settings.max_series_total, "total")
+            else:
+                allowed.append(i)
+                per_metric[metric] = per_metric.get(metric, 0) + 1
+                total += 1
+        return allowed, rejected
+
+    async def _create_series(
+        self, conn: AsyncConnection, keys: Sequence[SeriesKey]
+    ) -> dict[tuple[str, str], int]:
+        if not keys:
+            return {}
+        created_ms = now_ms()
+        rows = [
+            {
+                "metric_name": k.metric,
+                "fingerprint": k.fingerprint,
+                "labels": orjson.loads(k.labels_json),
+                "created_ms": created_ms,
+            }
+            for k in keys
+        ]
+        cols = schema.series.c
+        result = await conn.execute(
+            insert(schema.series).returning(cols.id, cols.metric_name, cols.fingerprint), rows
+        )
+        return {(metric, fp): sid for sid, metric, fp in result}
+
+    # -- catalogue ---------------------------------------------------------------------------
+
+    async def metric_names(self, prefix: str | None = None) -> list[str]:
+        cols = schema.series.c
+        query = select(cols.metric_name).distinct().order_by(cols.metric_name)
+        if prefix:
+            query = query.where(cols.metric_name.startswith(prefix, autoescape=True))
+        async with self.engines.reader.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def find_series(self, metric: str, matchers: Sequence[Matcher]) -> list[SeriesRef]:
+        """Series of a metric matching the filters; raises UnknownMetric if it has none at all."""
+        async with self.engines.reader.connect() as conn:
+            refs = await reads.find_series(conn, metric, matchers)
+            if not refs and not await reads.metric_exists(conn, metric):
+                raise UnknownMetric(metric)
+            return refs
+
+    async def select_raw(
+        self, metric: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int
+    ) -> tuple[list[SeriesData], bool]:
+        refs = await self.find_series(metric, matchers)
+        async with self.engines.reader.connect() as conn:
+            return await reads.select_raw(conn, refs, start_ms, end_ms, limit)
+
+    async def select_rollup(
+        self,
+        metric: str,
+        matchers: Sequence[Matcher],
+        res: Resolution,
+        start_ms: int,
+        end_ms: int,
+    ) -> tuple[list[RollupData], int | None]:
+        refs = await self.find_series(metric, matchers)
+        async with self.engines.reader.connect() as conn:
+            return await reads.select_rollup(conn, refs, res, start_ms, end_ms)
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def job_lock(self, wait_seconds: float) -> AbstractAsyncContextManager[None]:
+        return locks.job_lock(self.engines, self.settings.database_url, wait_seconds)
+
+    async def materialize(self, res: Resolution, closed_before: int) -> int:
+        """Recompute the invalidated closed buckets of one resolution (caller holds job_lock)."""
+        async with self._write_lock, self.engines.writer.begin() as conn:
+            return await maintenance.materialize(conn, res, closed_before)
+
+    async def apply_retention(
+        self, plan: RetentionPlan, closed: Mapping[str, int]
+    ) -> maintenance.DropReport:
+        """Bring rollups up to date, then drop what the plan expires, in one transaction that no
+        write interleaves with (caller holds job_lock)."""
+        async with self._write_lock, self.engines.writer.begin() as conn:
+            await dialect.exclusive_retention_lock(conn)
+            for res in RESOLUTIONS:
+                await maintenance.materialize(conn, res, closed[res.name])
+            report = await maintenance.drop_expired(conn, plan)
+        if report.partitions:
+            self.forget_partitions()
+        return report
+
+    async def retention_overrides(self) -> dict[str, dict[str, int]]:
+        async with self.engines.reader.connect() as conn:
+            return await maintenance.read_overrides(conn)
+
+    async def set_retention_override(self, metric: str, values: Mapping[str, int | None]) -> None:
+        async with self._write_lock, self.engines.writer.begin() as conn:
+            await maintenance.write_override(conn, metric, values, now_ms())
+
+    async def record_job_run(self, job: str, values: Mapping[str, object]) -> None:
+        async with self._write_lock, self.engines.writer.begin() as conn:
+            await maintenance.record_job_run(conn, job, values)
+
+    async def job_runs(self) -> dict[str, dict[str, object]]:
+        async with self.engines.reader.connect() as conn:
+            return await maintenance.read_job_runs(conn)
+
+    async def pending_invalidations(self) -> dict[str, int]:
+        async with self.engines.reader.connect() as conn:
+            return {r.name: await maintenance.pending_invalidations(conn, r) for r in RESOLUTIONS}
+
+    async def materialized_until(self) -> dict[str, int | None]:
+        async with self.engines.reader.connect() as conn:
+            return {r.name: await reads.materialized_until(conn, r) for r in RESOLUTIONS}
+
+    async def series_count(self) -> int:
+        async with self.engines.reader.connect() as conn:
+            count = await conn.execute(select(func.count()).select_from(schema.series))
+            return int(count.scalar_one())
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether an exception means the database is unreachable rather than a bad statement."""
+    if isinstance(exc, OperationalError | OSError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    name = type(getattr(exc, "orig", exc)).__name__
+    return "Connection" in name or "CannotConnectNow" in name
