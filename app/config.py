@@ -39,7 +39,7 @@ def parse_duration(value: object) -> timedelta:
 def format_duration(value: timedelta) -> str:
     """The shortest exact spelling of a duration (`7d`, `90m`, `30s`, `250ms`)."""
     ms = round(value.total_seconds() * 1000)
-    for unit, factor in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+    for unit, factor in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
         if ms and ms % factor == 0:
             return f"{ms // factor}{unit}"
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"

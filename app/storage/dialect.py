@@ -88,6 +88,7 @@ async def claim_dirty(conn: AsyncConnection, resolution: str, before_ms: int) ->
                 " bucket bigint NOT NULL) ON COMMIT DELETE ROWS"
             )
         )
+        await conn.execute(text("DELETE FROM claimed"))  # several claims may share a transaction
         result = await conn.execute(
             text(
                 f"WITH gone AS (DELETE FROM {table} WHERE bucket < :before"

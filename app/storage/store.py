@@ -39,7 +39,7 @@ class StoreUnavailable(RuntimeError):
     """The database cannot be reached or answered with a connection-level error."""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class CardinalityExceeded(Exception):
     metric: str
     limit: int
@@ -53,7 +53,7 @@ class CardinalityExceeded(Exception):
         return f"new series for metric {self.metric!r} would exceed MAX_SERIES_TOTAL ({self.limit})"
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class BeforeHorizon(Exception):
     """A sample older than raw data that retention has already dropped for its metric."""
 

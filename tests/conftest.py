@@ -1,0 +1,251 @@
+"""Fixtures shared by the whole suite.
+
+Every test that takes `backend` (directly or through `database_url`, `client`, `live_server`)
+runs twice: on SQLite (a fresh file per test) and on PostgreSQL (a database created for this test
+run from TEST_DATABASE_URL, emptied before each test, dropped at the end). The schema is always
+built by running the migrations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from app.config import Settings
+from app.main import create_app
+from app.jobs.runner import run_once
+from app.jobs.work import JobOutcome
+from app.migrate import upgrade
+from app.storage.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_TABLES = (
+    "series",
+    "samples",
+    "rollup_1m",
+    "rollup_5m",
+    "rollup_1h",
+    "rollup_dirty_1m",
+    "rollup_dirty_5m",
+    "rollup_dirty_1h",
+    "rollup_state",
+    "retention_overrides",
+    "raw_horizon",
+    "job_runs",
+)
+
+
+async def _pg_admin(url: str, *statements: str) -> None:
+    """Run statements outside a transaction (CREATE/DROP DATABASE need that)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this run, or None when TEST_DATABASE_URL is not set."""
+    admin = os.environ.get("TEST_DATABASE_URL")
+    if not admin:
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+        yield None
+        return
+    name = f"metrics_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_pg_admin(admin, f'CREATE DATABASE "{name}"'))
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    upgrade(test_settings(url))
+    try:
+        yield url
+    finally:
+        asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: no .env file, no scheduler unless asked for."""
+    values: dict[str, Any] = {"database_url": database_url, "scheduler_enabled": False}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, postgres_url: str | None) -> str:
+    """An empty, migrated database on the test's backend."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'metrics.db'}"
+        upgrade(test_settings(url))
+        return url
+    if postgres_url is None:
+        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL")
+    tables = ", ".join(DATA_TABLES)
+    asyncio.run(_pg_admin(postgres_url, f"TRUNCATE {tables} RESTART IDENTITY"))
+    return postgres_url
+
+
+@pytest.fixture
+def make_client(database_url: str) -> Iterator[Callable[..., TestClient]]:
+    """Build clients over the real app on this test's database, with setting overrides."""
+    clients: list[TestClient] = []
+
+    def build(**overrides: Any) -> TestClient:
+        client = TestClient(create_app(test_settings(database_url, **overrides)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield build
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """A real `uvicorn app.main:app` process on this test's database."""
+
+    database_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = {**os.environ, "DATABASE_URL": self.database_url, "SCHEDULER_ENABLED": "false"}
+        env.update(self.env)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not answer /health in time")
+
+    def stop(self, sig: str = "term") -> int:
+        """Stop the server (`term` graceful, `kill` SIGKILL); returns its exit code."""
+        assert self.process is not None
+        if sig == "kill":
+            self.process.kill()
+        else:
+            self.process.terminate()
+        code = self.process.wait(timeout=30)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        self.process = None
+        return code
+
+
+@pytest.fixture
+def live_server(database_url: str) -> Iterator[LiveServer]:
+    server = LiveServer(database_url)
+    server.start()
+    yield server
+    if server.process is not None:
+        server.stop()
+
+
+def run_job(
+    database_url: str, job: str, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m app.jobs.<job>_job` as a user would; fails the test on a non-zero exit."""
+    full_env = {**os.environ, "DATABASE_URL": database_url, **env}
+    done = subprocess.run(
+        [sys.executable, "-m", f"app.jobs.{job}_job", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def run_inline(database_url: str, job: str, now: int | None = None, **overrides: Any) -> JobOutcome:
+    """Run a job once in this process (same runner and lock as the CLI), optionally at `now`."""
+
+    async def go() -> JobOutcome:
+        settings = test_settings(database_url, **overrides)
+        store = Store.open(settings)
+        try:
+            outcome = await run_once(store, settings, job, wait_seconds=60, now=now)
+        finally:
+            await store.close()
+        assert outcome is not None
+        return outcome
+
+    return asyncio.run(go())
+
+
+def sql_rows(database_url: str, statement: str) -> list[tuple[Any, ...]]:
+    """Read our own tables directly, to check what the jobs stored."""
+
+    async def go() -> list[tuple[Any, ...]]:
+        store = Store.open(test_settings(database_url))
+        try:
+            async with store.engines.reader.connect() as conn:
+                return [tuple(row) for row in await conn.execute(text(statement))]
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
