@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -54,7 +54,7 @@ def _split_keys(value: object) -> object:
     return value
 
 
-KeyList = Annotated[list[str], BeforeValidator(_split_keys)]
+KeyList = Annotated[list[str], NoDecode, BeforeValidator(_split_keys)]
 
 
 class Settings(BaseSettings):

@@ -27,9 +27,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
-from app.main import create_app
 from app.jobs.runner import run_once
 from app.jobs.work import JobOutcome
+from app.main import create_app
 from app.migrate import upgrade
 from app.storage.store import Store
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, text
+from sqlalchemy import ColumnElement, func, text, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.storage import schema
@@ -178,7 +179,7 @@ async def drop_partition(conn: AsyncConnection, day: int) -> int:
 def label_equals(conn: AsyncConnection, name: str, value: str) -> ColumnElement[bool]:
     """`labels[name] == value` in SQL; PostgreSQL uses containment, which the GIN index serves."""
     if is_postgres(conn):
-        return schema.series.c.labels.contains({name: value})
+        return type_coerce(schema.series.c.labels, JSONB).contains({name: value})
     return func.json_extract(schema.series.c.labels, f'$."{name}"') == value
 
 
