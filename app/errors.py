@@ -92,5 +92,8 @@ def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     if is_connection_error(exc) or isinstance(exc, TimeoutError):
         log.warning("database unavailable on %s: %s", request.url.path, exc)
         return _json(503, f"database unavailable: {type(exc).__name__}: {exc}"[:500])
+    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "")
+    if sqlstate.startswith("22"):  # PostgreSQL "data exception": a value it cannot store
+        return _json(422, f"a value the database cannot store: {getattr(exc, 'orig', exc)}"[:500])
     log.error("database error on %s", request.url.path, exc_info=exc)
     return _json(500, "internal database error")

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
+from app import observability
 from app.api.routes import anomaly, dashboard, health, ingest, jobs, query
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             scheduler.start()
         app.state.store, app.state.committer = store, committer
         log.info("serving on %s (%s)", settings.backend, _safe_url(settings.database_url))
+        observability.warn_if_exposed(observability.bind_host(), settings)
         try:
             yield
         finally:
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (ingest, query, anomaly, jobs, health, dashboard):
         app.include_router(module.router)
+    observability.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -86,9 +89,32 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             [(m, "validation") for m in DOCUMENTED_MODELS],
             ref_template="#/components/schemas/{model}",
         )
-        schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(defs["$defs"])
+        _document_errors(schema)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+ERROR_STATUSES = {
+    "400": "Body is not valid JSON",
+    "401": "API key missing or wrong (when keys are configured)",
+    "422": "A rule broken; `detail` names the field or item",
+    "503": "Database unavailable",
+}
+
+
+def _document_errors(schema: dict[str, Any]) -> None:
+    """Every error answer is `{"detail": "<message>"}`: say so instead of FastAPI's default."""
+    ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for operations in schema.get("paths", {}).values():
+        for op in operations.values():
+            responses = op.setdefault("responses", {})
+            for status, text in ERROR_STATUSES.items():
+                entry = responses.setdefault(status, {"description": text})
+                entry["content"] = {"application/json": {"schema": ref}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(unused, None)
 
 
 app = create_app()

@@ -37,13 +37,15 @@ class Matcher:
 
     @classmethod
     def build(cls, name: str, op: Op, value: str) -> Matcher:
+        if "\x00" in value:
+            raise MatcherError(f"match: the value for {name} must not contain NUL characters")
         regex = None
         if op in ("=~", "!~"):
             try:
-                regex = re.compile(f"(?:{value})")
+                regex = re.compile(value)  # fullmatch anchors it, as Prometheus does
             except re.error as exc:
                 raise MatcherError(
-                    f"invalid regular expression {value!r} for {name}: {exc}"
+                    f"match: invalid regular expression {value!r} for {name}: {exc}"
                 ) from None
         return cls(name, op, value, regex)
 
@@ -72,10 +74,8 @@ def parse_label_params(values: Iterable[str]) -> list[Matcher]:
     matchers = []
     for raw in values:
         key, sep, value = raw.partition(":")
-        if not sep or not LABEL_NAME_RE.match(key):
-            raise MatcherError(
-                f"label filter {raw!r} must look like KEY:VALUE with a valid label name"
-            )
+        if not sep or not LABEL_NAME_RE.fullmatch(key):
+            raise MatcherError(f"label: {raw!r} must look like KEY:VALUE with a valid label name")
         matchers.append(Matcher.build(key, "=", value))
     return matchers
 
@@ -94,14 +94,14 @@ def parse_match(expr: str) -> list[Matcher]:
     """Prometheus selector braces: `{host=~"server[12]",region!="eu-west"}`."""
     text = expr.strip()
     if not (text.startswith("{") and text.endswith("}")):
-        raise MatcherError(f'match {expr!r} must be braces around matchers, e.g. {{host="a"}}')
+        raise MatcherError(f'match: {expr!r} must be braces around matchers, e.g. {{host="a"}}')
     body = text[1:-1].strip()
     matchers: list[Matcher] = []
     pos = 0
     while pos < len(body):
         found = _MATCHER_RE.match(body, pos)
         if found is None:
-            raise MatcherError(f"cannot parse match {expr!r} at {body[pos:]!r}")
+            raise MatcherError(f"match: cannot parse {expr!r} at {body[pos:]!r}")
         name, op, value, _ = found.groups()
         matchers.append(Matcher.build(name, op, _unescape(value)))  # type: ignore[arg-type]
         pos = found.end()

@@ -121,6 +121,7 @@ class AnomalyResponse(BaseModel):
     metric_name: str
     threshold: float
     method: str
+    window: str | None = Field(None, description="The rollup scored, if any.")
     series: list[AnomalySeries]
 
 
@@ -135,4 +136,9 @@ class ErrorResponse(BaseModel):
     detail: Any
 
 
-DOCUMENTED_MODELS: list[type[BaseModel]] = [IngestSample, ColumnarSeries, BackfillRequest]
+DOCUMENTED_MODELS: list[type[BaseModel]] = [
+    IngestSample,
+    ColumnarSeries,
+    BackfillRequest,
+    ErrorResponse,
+]

@@ -45,10 +45,9 @@ def parse_time_ms(value: object) -> int:
 def _seconds_to_ms(seconds: float) -> int:
     if not math.isfinite(seconds):
         raise TimeParseError("epoch seconds must be a finite number")
-    ms = round(seconds * 1000)
-    if not -62_135_596_800_000 <= ms <= 253_402_300_799_000:
+    if not -62_135_596_800 <= seconds <= 253_402_300_799:
         raise TimeParseError("time is outside the years 1 to 9999")
-    return ms
+    return round(seconds * 1000)
 
 
 def format_ms(ms: int) -> str:

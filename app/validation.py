@@ -22,6 +22,7 @@ METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 MAX_METRIC_NAME = 255
 MAX_LABELS = 32
 MAX_LABEL_VALUE = 1024
+MAX_ABS_VALUE = 1e100  # so sums of squares in rollups stay within double range
 
 
 class InvalidInput(ValueError):
@@ -62,7 +63,7 @@ def check_metric_name(name: object, where: str) -> str:
         raise InvalidInput(f"{where}metric_name: required, a non-empty string")
     if len(name) > MAX_METRIC_NAME:
         raise InvalidInput(f"{where}metric_name: longer than {MAX_METRIC_NAME} characters")
-    if not METRIC_NAME_RE.match(name):
+    if not METRIC_NAME_RE.fullmatch(name):
         raise InvalidInput(f"{where}metric_name: {name!r} must match ^[a-zA-Z_:][a-zA-Z0-9_:]*$")
     return name
 
@@ -75,12 +76,14 @@ def check_labels(labels: object, where: str) -> bytes:
     if len(labels) > MAX_LABELS:
         raise InvalidInput(f"{where}labels: {len(labels)} labels, at most {MAX_LABELS} allowed")
     for key, value in labels.items():
-        if not isinstance(key, str) or not LABEL_NAME_RE.match(key):
+        if not isinstance(key, str) or not LABEL_NAME_RE.fullmatch(key):
             raise InvalidInput(f"{where}labels: name {key!r} must match ^[a-zA-Z_][a-zA-Z0-9_]*$")
         if not isinstance(value, str):
             raise InvalidInput(f"{where}labels.{key}: value must be a string")
         if len(value) > MAX_LABEL_VALUE:
             raise InvalidInput(f"{where}labels.{key}: longer than {MAX_LABEL_VALUE} characters")
+        if "\x00" in value:
+            raise InvalidInput(f"{where}labels.{key}: must not contain NUL characters")
     return canonical_labels(labels)
 
 
@@ -90,6 +93,8 @@ def check_value(value: object, field: str) -> float:
     number = float(value)
     if not math.isfinite(number):
         raise InvalidInput(f"{field}: must be a finite number")
+    if abs(number) > MAX_ABS_VALUE:
+        raise InvalidInput(f"{field}: magnitude above 1e100, whose squares rollups cannot hold")
     return number
 
 
@@ -106,16 +111,29 @@ def check_timestamp(raw: object, bounds: TimeBounds, field: str) -> int:
     return ts
 
 
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800.0, 253_402_300_799.0
+
+
 class BatchBuilder:
-    """Accumulates validated samples, interning series keys."""
+    """Accumulates validated samples, interning series keys.
+
+    The common shapes take fast paths: metric names and label sets already seen in the request
+    are not checked again, numeric timestamps and values skip the general parsers, and the
+    columnar form is checked with numpy. Anything unusual falls back to the `check_*` functions,
+    which produce the error messages.
+    """
 
     def __init__(self, bounds: TimeBounds) -> None:
         self.bounds = bounds
         self._keys: dict[tuple[str, bytes], int] = {}
         self._key_list: list[SeriesKey] = []
+        self._metrics: set[str] = set()
+        self._labels: dict[tuple[tuple[str, object], ...], bytes] = {}
         self._index: list[int] = []
         self._ts: list[int] = []
         self._values: list[float] = []
+        self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._chunk_size = 0
 
     def series_index(self, metric: str, labels_json: bytes) -> int:
         slot = self._keys.get((metric, labels_json))
@@ -125,13 +143,44 @@ class BatchBuilder:
             self._key_list.append(SeriesKey(metric, labels_json, fingerprint(labels_json)))
         return slot
 
+    def _metric(self, name: object, where: str) -> str:
+        if name in self._metrics:
+            return name
+        checked = check_metric_name(name, where)
+        self._metrics.add(checked)
+        return checked
+
+    def _labels_json(self, labels: object, where: str) -> bytes:
+        if type(labels) is dict:
+            try:
+                key = tuple(labels.items())
+                cached = self._labels.get(key)
+            except TypeError:  # an unhashable value: let check_labels name it
+                return check_labels(labels, where)
+            if cached is None:
+                cached = self._labels[key] = check_labels(labels, where)
+            return cached
+        return check_labels(labels, where)
+
     def add_item(self, item: object, where: str) -> None:
-        if not isinstance(item, Mapping):
-            raise InvalidInput(f"{where.rstrip('.') or 'body'}: must be a JSON object")
-        metric = check_metric_name(item.get("metric_name"), where)
-        value = check_value(item.get("value"), f"{where}value")
-        labels_json = check_labels(item.get("labels"), where)
-        ts = check_timestamp(item.get("timestamp"), self.bounds, f"{where}timestamp")
+        if type(item) is not dict:
+            if not isinstance(item, Mapping):
+                raise InvalidInput(f"{where.rstrip('.') or 'body'}: must be a JSON object")
+            item = dict(item)
+        metric = self._metric(item.get("metric_name"), where)
+        value = item.get("value")
+        if type(value) is not float or not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+            value = check_value(value, f"{where}value")
+        labels_json = self._labels_json(item.get("labels"), where)
+        raw_ts = item.get("timestamp")
+        if (
+            type(raw_ts) is float or type(raw_ts) is int
+        ) and _MIN_SECONDS <= raw_ts <= _MAX_SECONDS:
+            ts = round(raw_ts * 1000)
+            if ts > self.bounds.max_ms:
+                check_timestamp(raw_ts, self.bounds, f"{where}timestamp")  # raises
+        else:
+            ts = check_timestamp(raw_ts, self.bounds, f"{where}timestamp")
         self._index.append(self.series_index(metric, labels_json))
         self._ts.append(ts)
         self._values.append(value)
@@ -140,8 +189,8 @@ class BatchBuilder:
         """One entry of the columnar form: metric, labels, and parallel timestamps/values."""
         if not isinstance(entry, Mapping):
             raise InvalidInput(f"{where.rstrip('.')}: must be a JSON object")
-        metric = check_metric_name(entry.get("metric_name"), where)
-        labels_json = check_labels(entry.get("labels"), where)
+        metric = self._metric(entry.get("metric_name"), where)
+        labels_json = self._labels_json(entry.get("labels"), where)
         stamps, values = entry.get("timestamps"), entry.get("values")
         if not isinstance(stamps, list) or not isinstance(values, list):
             raise InvalidInput(f"{where}timestamps, values: required, two arrays")
@@ -150,21 +199,51 @@ class BatchBuilder:
                 f"{where}timestamps, values: lengths differ ({len(stamps)} vs {len(values)})"
             )
         slot = self.series_index(metric, labels_json)
-        for i, (raw_ts, raw_value) in enumerate(zip(stamps, values, strict=True)):
-            self._values.append(check_value(raw_value, f"{where}values[{i}]"))
-            self._ts.append(check_timestamp(raw_ts, self.bounds, f"{where}timestamps[{i}]"))
-            self._index.append(slot)
+        value_array = _column_values(values, where)
+        ts_array = _column_timestamps(stamps, self.bounds, where)
+        self._chunks.append((np.full(len(values), slot, dtype=np.int64), ts_array, value_array))
+        self._chunk_size += len(values)
 
     def __len__(self) -> int:
-        return len(self._ts)
+        return len(self._ts) + self._chunk_size
 
     def build(self) -> SampleBatch:
+        index = [np.asarray(self._index, dtype=np.int64), *(c[0] for c in self._chunks)]
+        ts = [np.asarray(self._ts, dtype=np.int64), *(c[1] for c in self._chunks)]
+        values = [np.asarray(self._values, dtype=np.float64), *(c[2] for c in self._chunks)]
         return SampleBatch(
             keys=self._key_list,
-            series_index=np.asarray(self._index, dtype=np.int64),
-            ts=np.asarray(self._ts, dtype=np.int64),
-            values=np.asarray(self._values, dtype=np.float64),
+            series_index=np.concatenate(index),
+            ts=np.concatenate(ts),
+            values=np.concatenate(values),
         )
+
+
+def _numeric(column: list[object]) -> bool:
+    return all(type(x) is float or type(x) is int for x in column)
+
+
+def _column_values(values: list[object], where: str) -> np.ndarray:
+    if _numeric(values):
+        array = np.asarray(values, dtype=np.float64)
+        if (np.abs(array) <= MAX_ABS_VALUE).all():  # also false for NaN and infinities
+            return array
+    for i, value in enumerate(values):  # find and name the first bad one
+        check_value(value, f"{where}values[{i}]")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _column_timestamps(stamps: list[object], bounds: TimeBounds, where: str) -> np.ndarray:
+    if _numeric(stamps):
+        seconds = np.asarray(stamps, dtype=np.float64)
+        if ((seconds >= _MIN_SECONDS) & (seconds <= _MAX_SECONDS)).all():
+            ms = np.round(seconds * 1000).astype(np.int64)
+            if ms.size == 0 or ms.max() <= bounds.max_ms:
+                return ms
+    return np.asarray(
+        [check_timestamp(raw, bounds, f"{where}timestamps[{i}]") for i, raw in enumerate(stamps)],
+        dtype=np.int64,
+    )
 
 
 def parse_single(body: object, bounds: TimeBounds) -> SampleBatch:

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -62,6 +63,12 @@ async def _pg_admin(url: str, *statements: str) -> None:
         await conn.close()
 
 
+DROP_PARTITIONS = (
+    "DO $$ DECLARE r record; BEGIN FOR r IN SELECT inhrelid::regclass AS t FROM pg_inherits"
+    " WHERE inhparent = 'samples'::regclass LOOP EXECUTE 'DROP TABLE ' || r.t; END LOOP; END $$"
+)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str | None]:
     """A fresh PostgreSQL database for this run, or None when TEST_DATABASE_URL is not set."""
@@ -106,7 +113,7 @@ def database_url(backend: str, tmp_path: Path, postgres_url: str | None) -> str:
     if postgres_url is None:
         pytest.skip("PostgreSQL tests need TEST_DATABASE_URL")
     tables = ", ".join(DATA_TABLES)
-    asyncio.run(_pg_admin(postgres_url, f"TRUNCATE {tables} RESTART IDENTITY"))
+    asyncio.run(_pg_admin(postgres_url, f"TRUNCATE {tables} RESTART IDENTITY", DROP_PARTITIONS))
     return postgres_url
 
 
@@ -137,6 +144,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _log_path() -> Path:
+    fd, name = tempfile.mkstemp(prefix="live-server-", suffix=".log")
+    os.close(fd)
+    return Path(name)
+
+
 @dataclass
 class LiveServer:
     """A real `uvicorn app.main:app` process on this test's database."""
@@ -145,6 +158,7 @@ class LiveServer:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(default_factory=_log_path)
 
     @property
     def base_url(self) -> str:
@@ -153,33 +167,24 @@ class LiveServer:
     def start(self, timeout: float = 30.0) -> None:
         env = {**os.environ, "DATABASE_URL": self.database_url, "SCHEDULER_ENABLED": "false"}
         env.update(self.env)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        command = [sys.executable, "-m", "uvicorn", "app.main:app"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        # The log goes to a file: an unread pipe would fill up and stall the server.
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"server exited: {self.log_tail()}")
             try:
                 if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("server did not answer /health in time")
+        raise RuntimeError(f"server did not answer /health in time: {self.log_tail()}")
 
     def stop(self, sig: str = "term") -> int:
         """Stop the server (`term` graceful, `kill` SIGKILL); returns its exit code."""
@@ -189,10 +194,11 @@ class LiveServer:
         else:
             self.process.terminate()
         code = self.process.wait(timeout=30)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
         self.process = None
         return code
+
+    def log_tail(self, size: int = 4000) -> str:
+        return self.log_path.read_bytes()[-size:].decode(errors="replace")
 
 
 @pytest.fixture

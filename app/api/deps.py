@@ -134,6 +134,16 @@ def label_filters(
     return matchers
 
 
+MetricName = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        examples=["cpu_usage"],
+        description="The metric to query.",
+    ),
+]
 RangeDep = Annotated[TimeRange, Depends(time_range)]
 FiltersDep = Annotated[list[Matcher], Depends(label_filters)]
 ReadKey = Depends(require_read_key)

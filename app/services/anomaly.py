@@ -134,7 +134,11 @@ def zscore_from_buckets(
         return _empty()
     if not all(np.all(np.isfinite(a)) for a in (n_b, s_b, q_b, avg)):
         raise ValueError("bucket count, sum, sumsq and avg must be finite")
-    peak = max(float(np.max(np.abs(s_b))), float(np.max(np.abs(avg))), math.sqrt(np.max(q_b)))
+    peak = max(
+        float(np.max(np.abs(s_b))),
+        float(np.max(np.abs(avg))),
+        math.sqrt(max(0.0, float(np.max(q_b)))),
+    )
     scale = _pow2_scale(peak)
     mean, var = _pooled_moments(n_b, s_b / scale, q_b / scale / scale, avg / scale)
     std = math.sqrt(var)

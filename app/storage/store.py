@@ -30,6 +30,8 @@ from app.storage.reads import RollupData, SeriesData, SeriesRef
 from app.timeutil import format_ms, now_ms
 from app.validation import SampleBatch, SeriesKey
 
+PARTITIONS_PER_TRANSACTION = 50
+
 
 class UnknownMetric(LookupError):
     """A query for a metric that has no series."""
@@ -75,18 +77,29 @@ class AppendResult:
     rejected: dict[int, CardinalityExceeded] = field(default_factory=dict)  # key index -> reason
 
 
-def dedupe_last(sids: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Indices that keep the last occurrence of each (series, ts), sorted by (series, ts)."""
-    order = np.lexsort((np.arange(sids.size), ts, sids))
+def dedupe_last(sids: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """Indices keeping the last occurrence of each (series, ts), sorted by (series, ts); None
+    when the input is already strictly sorted (the usual columnar import)."""
+    if sids.size < 2:
+        return None
+    ds, dt = np.diff(sids), np.diff(ts)
+    if ((ds > 0) | ((ds == 0) & (dt > 0))).all():
+        return None
+    order = np.lexsort((ts, sids))  # stable: equal keys keep their arrival order
     s, t = sids[order], ts[order]
     last = np.ones(order.size, dtype=bool)
     last[:-1] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
     return order[last]
 
 
-def unique_pairs(sids: np.ndarray, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pairs = np.unique(np.stack([sids, buckets], axis=1), axis=0)
-    return pairs[:, 0], pairs[:, 1]
+def bucket_pairs(sids: np.ndarray, ts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (series, bucket) pairs of samples sorted by (series, ts), in that order."""
+    buckets = ts - ts % width
+    if sids.size == 0:
+        return sids, buckets
+    keep = np.ones(sids.size, dtype=bool)
+    keep[1:] = (sids[1:] != sids[:-1]) | (buckets[1:] != buckets[:-1])
+    return sids[keep], buckets[keep]
 
 
 class Store:
@@ -121,7 +134,12 @@ class Store:
         samples are left out and reported."""
         if len(batch) == 0:
             return AppendResult(0)
-        async with self._write_lock, self.engines.writer.begin() as conn:
+        async with self._write_lock:
+            await self._ensure_partitions(batch.ts)
+            return await self._append_locked(batch, all_or_nothing)
+
+    async def _append_locked(self, batch: SampleBatch, all_or_nothing: bool) -> AppendResult:
+        async with self.engines.writer.begin() as conn:
             await dialect.share_retention_lock(conn)
             await self._check_horizons(conn, batch)
             ids, rejected = await self._resolve_for_write(conn, batch.keys, all_or_nothing)
@@ -129,11 +147,11 @@ class Store:
             keep = sids >= 0
             sids, ts, values = sids[keep], batch.ts[keep], batch.values[keep]
             chosen = dedupe_last(sids, ts)
-            sids, ts, values = sids[chosen], ts[chosen], values[chosen]
-            await self._ensure_partitions(conn, ts)
+            if chosen is not None:
+                sids, ts, values = sids[chosen], ts[chosen], values[chosen]
             await dialect.upsert_samples(conn, sids, ts, values)
             for res in RESOLUTIONS:
-                await dialect.mark_dirty(conn, res.name, *unique_pairs(sids, ts - ts % res.ms))
+                await dialect.mark_dirty(conn, res.name, *bucket_pairs(sids, ts, res.ms))
         # Only after commit: ids of series created in a rolled-back transaction must not be cached.
         for i, key in enumerate(batch.keys):
             if ids[i] >= 0:
@@ -153,13 +171,17 @@ class Store:
             key = batch.keys[int(batch.series_index[bad[0]])]
             raise BeforeHorizon(int(bad[0]), key.metric, int(floors[batch.series_index[bad[0]]]))
 
-    async def _ensure_partitions(self, conn: AsyncConnection, ts: np.ndarray) -> None:
+    async def _ensure_partitions(self, ts: np.ndarray) -> None:
+        """Create missing day partitions (PostgreSQL), in short transactions of their own so a
+        long backfill neither holds their locks nor piles up hundreds in one transaction."""
         if self.backend != "postgresql" or ts.size == 0:
             return
-        days = set(np.unique(ts // dialect.DAY_MS).tolist()) - self._partition_days
-        if days:
-            await dialect.ensure_partitions(conn, days)
-            self._partition_days.update(days)
+        days = sorted(set(np.unique(ts // dialect.DAY_MS).tolist()) - self._partition_days)
+        for first in range(0, len(days), PARTITIONS_PER_TRANSACTION):
+            chunk = days[first : first + PARTITIONS_PER_TRANSACTION]
+            async with self.engines.writer.begin() as conn:
+                await dialect.ensure_partitions(conn, chunk)
+            self._partition_days.update(chunk)
 
     def forget_partitions(self) -> None:
         self._partition_days.clear()
@@ -271,11 +293,12 @@ class Store:
 
     async def metric_names(self, prefix: str | None = None) -> list[str]:
         cols = schema.series.c
-        query = select(cols.metric_name).distinct().order_by(cols.metric_name)
-        if prefix:
-            query = query.where(cols.metric_name.startswith(prefix, autoescape=True))
+        query = select(cols.metric_name).distinct()
+        if prefix:  # substr, not LIKE: LIKE ignores case on SQLite
+            query = query.where(func.substr(cols.metric_name, 1, len(prefix)) == prefix)
         async with self.engines.reader.connect() as conn:
-            return list((await conn.execute(query)).scalars())
+            # Sorted here, by code point, so the order never depends on a database collation.
+            return sorted((await conn.execute(query)).scalars())
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 
-from app.api.deps import FiltersDep, RangeDep, ReadKey, StoreDep
+from app.api.deps import FiltersDep, MetricName, RangeDep, ReadKey, StoreDep
 from app.api.responses import FastJSON
 from app.config import parse_duration
 from app.schemas import AnomalyResponse, ErrorResponse
@@ -28,15 +28,19 @@ Method = Literal["zscore", "rolling", "mad"]
     summary="Find anomalous points per series",
 )
 async def detect(
-    metric_name: Annotated[str, Query(min_length=1, max_length=255)],
+    metric_name: MetricName,
     time_range: RangeDep,
     filters: FiltersDep,
     store: StoreDep,
     threshold: Annotated[float, Query(gt=0, allow_inf_nan=False)] = 3.0,
     method: Method = "zscore",
     lookback: Annotated[
-        str, Query(description="Trailing window for method=rolling, e.g. 1h.")
-    ] = "1h",
+        str | None,
+        Query(
+            description="Trailing window for method=rolling, e.g. 1h. Default 1h on raw points,"
+            " 60 buckets with `window`."
+        ),
+    ] = None,
     window: Annotated[
         Literal["1m", "5m", "1h"] | None,
         Query(description="Score rollup bucket averages instead of raw points."),
@@ -46,12 +50,7 @@ async def detect(
     (`zscore`); against a trailing `lookback` window (`rolling`); or the robust
     0.6745·|x - median| / MAD (`mad`). With `window`, bucket averages are scored, and for
     `zscore` the mean and stddev are exact from the stored sums and sums of squares."""
-    try:
-        lookback_ms = round(parse_duration(lookback).total_seconds() * 1000)
-    except ValueError as exc:
-        raise HTTPException(422, f"lookback: {exc}") from None
-    if lookback_ms <= 0:
-        raise HTTPException(422, "lookback: must be positive")
+    lookback_ms = _lookback_ms(lookback, window)
     if window is None:
         raw, _ = await store.select_raw(
             metric_name, filters, time_range.start_ms, time_range.end_ms, 10_000_000
@@ -68,7 +67,12 @@ async def detect(
         for b in buckets:
             avg = b.sum / np.maximum(b.count, 1)
             if method == "zscore":
-                result = anomaly.zscore_from_buckets(b.count, b.sum, b.sumsq, avg, threshold)
+                try:
+                    result = anomaly.zscore_from_buckets(b.count, b.sum, b.sumsq, avg, threshold)
+                except ValueError as exc:  # sums of squares beyond float range
+                    raise HTTPException(
+                        422, f"window: cannot score rollups of these values ({exc}); omit window"
+                    ) from None
             else:
                 result = _score(method, b.bucket, avg, threshold, lookback_ms)
             rows.append((b.labels, b.bucket, avg, result))
@@ -79,6 +83,18 @@ async def detect(
         "window": window,
         "series": [_series(labels, ts, values, r) for labels, ts, values, r in rows],
     }
+
+
+def _lookback_ms(lookback: str | None, window: str | None) -> int:
+    if lookback is None:
+        return 60 * BY_NAME[window].ms if window else 3_600_000
+    try:
+        lookback_ms = round(parse_duration(lookback).total_seconds() * 1000)
+    except ValueError as exc:
+        raise HTTPException(422, f"lookback: {exc}") from None
+    if lookback_ms <= 0:
+        raise HTTPException(422, "lookback: must be positive")
+    return lookback_ms
 
 
 def _score(

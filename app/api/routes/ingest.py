@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 
+from app import observability
 from app.api.body import read_json
 from app.api.deps import CommitterDep, SettingsDep, StoreDep, WriteKey
 from app.schemas import BackfillResponse, ErrorResponse, IngestResponse
@@ -50,6 +51,7 @@ async def ingest(
     body = await read_json(request, settings.max_body_bytes)
     batch = parse_single(body, _bounds(settings.max_future_skew))
     await committer.submit(batch)
+    observability.count_ingested(request, len(batch))
     return {"status": "ok"}
 
 
@@ -68,4 +70,5 @@ async def backfill(request: Request, settings: SettingsDep, store: StoreDep) -> 
     body = await read_json(request, settings.max_body_bytes)
     batch = parse_import(body, _bounds(settings.max_future_skew), settings.max_batch)
     result = await store.append(batch, all_or_nothing=True)
+    observability.count_ingested(request, result.written)
     return {"status": "ok", "imported": result.written, "series": len(batch.keys)}

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, Query
 
-from app.api.deps import FiltersDep, RangeDep, ReadKey, SettingsDep, StoreDep
+from app.api.deps import FiltersDep, MetricName, RangeDep, ReadKey, SettingsDep, StoreDep
 from app.api.responses import FastJSON
 from app.schemas import ErrorResponse, NamesResponse, RawQueryResponse, RollupQueryResponse
 from app.services.rollup import BY_NAME
@@ -20,12 +20,12 @@ ERRORS = {
     422: {"model": ErrorResponse, "description": "Bad parameter; names it"},
     503: {"model": ErrorResponse, "description": "Database unavailable"},
 }
-MetricName = Annotated[str, Query(min_length=1, max_length=255, examples=["cpu_usage"])]
 
 
 @router.get("/metrics/names", response_model=NamesResponse, summary="List metric names")
 async def metric_names(
-    store: StoreDep, prefix: Annotated[str | None, Query(max_length=255)] = None
+    store: StoreDep,
+    prefix: Annotated[str | None, Query(max_length=255, description="Name prefix.")] = None,
 ) -> dict[str, object]:
     return {"names": await store.metric_names(prefix)}
 

@@ -1,0 +1,441 @@
+"""Self-monitoring: Prometheus metrics at `GET /metrics`, one access-log line per request, and a
+startup warning when the service listens beyond loopback without API keys.
+
+Every app gets its own `CollectorRegistry` (on `app.state.metrics_registry`), so several apps in
+one process (tests) never share counters. Values that live in the database (series count, job
+runs) or in the connection pools are read when `/metrics` is scraped, just before the text is
+generated: a collector cannot await, the handler can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.deps import ReadKey
+from app.config import Settings
+from app.storage.store import Store
+
+log = logging.getLogger("app.observability")
+access_log = logging.getLogger("app.access")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+WRITE_ROUTES = frozenset({"/metrics/ingest", "/backfill/import"})
+UNMATCHED_ROUTE = "<unmatched>"
+SCRAPE_DB_TIMEOUT_SECONDS = 5.0
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+# Why a write was refused, from its status code.
+REJECTION_REASONS: Mapping[int, str] = {
+    400: "bad_request",
+    401: "auth",
+    413: "payload_too_large",
+    422: "validation",
+    429: "cardinality",
+    503: "unavailable",
+}
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """One app's registry and the metrics in it."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.requests = Counter(
+            "metrics_http_requests",
+            "HTTP requests answered, by route template and status code.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "metrics_http_request_duration_seconds",
+            "Time from request start to the end of its answer, by route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_progress = Gauge(
+            "metrics_http_requests_in_progress", "Requests being handled now.", registry=r
+        )
+        self.ingested = Counter(
+            "metrics_ingested_samples",
+            "Samples committed by /metrics/ingest and /backfill/import.",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "metrics_rejected_writes",
+            "Write requests (/metrics/ingest, /backfill/import) refused, by reason: validation, "
+            "cardinality, payload_too_large, auth, bad_request, unavailable, server_error, other.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.series = Gauge("metrics_series", "Series stored (read at scrape time).", registry=r)
+        self.db_up = Gauge(
+            "metrics_database_up",
+            "1 when the last scrape could read from the database, else 0.",
+            registry=r,
+        )
+        self.job_runs = Gauge("metrics_job_runs", "Runs recorded per job.", ["job"], registry=r)
+        self.job_duration = Gauge(
+            "metrics_job_last_duration_seconds",
+            "Duration of the job's last run.",
+            ["job"],
+            registry=r,
+        )
+        self.job_started = Gauge(
+            "metrics_job_last_run_timestamp_seconds",
+            "Unix time the job's last run started.",
+            ["job"],
+            registry=r,
+        )
+        self.job_finished = Gauge(
+            "metrics_job_last_finished_timestamp_seconds",
+            "Unix time the job's last run finished.",
+            ["job"],
+            registry=r,
+        )
+        self.job_ok = Gauge(
+            "metrics_job_last_success",
+            "1 when the job's last run succeeded, else 0.",
+            ["job"],
+            registry=r,
+        )
+        self.job_error_at = Gauge(
+            "metrics_job_last_error_timestamp_seconds",
+            "Unix time of the job's last failure (absent if it never failed).",
+            ["job"],
+            registry=r,
+        )
+        self.job_buckets = Gauge(
+            "metrics_job_last_buckets_written",
+            "Rollup buckets written by the job's last run.",
+            ["job"],
+            registry=r,
+        )
+        self.job_dropped = Gauge(
+            "metrics_job_last_rows_dropped",
+            "Rows dropped by the job's last run.",
+            ["job"],
+            registry=r,
+        )
+        self.pool_size = Gauge(
+            "metrics_db_pool_size",
+            "Connections the pool keeps open at most (without overflow).",
+            ["pool"],
+            registry=r,
+        )
+        self.pool_checked_out = Gauge(
+            "metrics_db_pool_checked_out", "Pooled connections in use now.", ["pool"], registry=r
+        )
+        self.pool_overflow = Gauge(
+            "metrics_db_pool_overflow",
+            "Connections open beyond the pool size.",
+            ["pool"],
+            registry=r,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.duration.labels(method, route).observe(seconds)
+        if route in WRITE_ROUTES and status >= 400:
+            self.rejected.labels(route, rejection_reason(status)).inc()
+
+    async def refresh(self, store: Store | None) -> None:
+        """Read what lives in the database and the pools into the gauges; never raises."""
+        if store is None:
+            self.db_up.set(0)
+            return
+        self._refresh_pools(store)
+        try:
+            series, runs = await asyncio.wait_for(_read_db(store), SCRAPE_DB_TIMEOUT_SECONDS)
+        except Exception as exc:
+            log.warning(
+                "metrics scrape could not read the database: %s: %s", type(exc).__name__, exc
+            )
+            self.db_up.set(0)
+            return
+        self.db_up.set(1)
+        self.series.set(series)
+        for job, row in runs.items():
+            self._set_job(job, row)
+
+    def _set_job(self, job: str, row: Mapping[str, object]) -> None:
+        def number(key: str) -> float | None:
+            value = row.get(key)
+            return float(value) if isinstance(value, int | float) else None
+
+        self.job_runs.labels(job).set(number("runs") or 0)
+        self.job_ok.labels(job).set(1 if row.get("last_status") == "ok" else 0)
+        for gauge, key, scale in (
+            (self.job_duration, "last_duration_ms", 0.001),
+            (self.job_started, "last_started_ms", 0.001),
+            (self.job_finished, "last_finished_ms", 0.001),
+            (self.job_error_at, "last_error_ms", 0.001),
+            (self.job_buckets, "buckets_written", 1.0),
+            (self.job_dropped, "rows_dropped", 1.0),
+        ):
+            value = number(key)
+            if value is not None:
+                gauge.labels(job).set(value * scale)
+
+    def _refresh_pools(self, store: Store) -> None:
+        engines = store.engines
+        pools: list[tuple[str, AsyncEngine]] = (
+            [("main", engines.writer)]
+            if engines.writer is engines.reader
+            else [("writer", engines.writer), ("reader", engines.reader)]
+        )
+        for name, engine in pools:
+            pool = engine.sync_engine.pool
+            if isinstance(pool, QueuePool):
+                self.pool_size.labels(name).set(pool.size())
+                self.pool_checked_out.labels(name).set(pool.checkedout())
+                self.pool_overflow.labels(name).set(max(pool.overflow(), 0))
+
+
+async def _read_db(store: Store) -> tuple[int, dict[str, dict[str, object]]]:
+    return await store.series_count(), await store.job_runs()
+
+
+def rejection_reason(status: int) -> str:
+    if status in REJECTION_REASONS:
+        return REJECTION_REASONS[status]
+    return "server_error" if status >= 500 else "other"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (`/retention/{metric_name}`), never the raw URL."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else UNMATCHED_ROUTE
+
+
+# -- middleware -----------------------------------------------------------------------------
+
+
+class ObservabilityMiddleware:
+    """Counts and times every HTTP request and logs one line for it (no headers, no query)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, settings: Settings) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.settings = settings
+        self._exposure_checked = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self._exposure_checked:
+            self._exposure_checked = True
+            server = scope.get("server")
+            if server and _is_ip(str(server[0])):  # a real socket's local address
+                _warn_exposed(str(server[0]), self.settings)
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        self.metrics.in_progress.inc()
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception:
+            status = status or 500
+            raise
+        except BaseException:  # cancelled: the client went away before an answer
+            status = status or 499
+            raise
+        finally:
+            self.metrics.in_progress.dec()
+            self._record(scope, status or 500, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        method = str(scope.get("method", ""))
+        route = route_template(scope)
+        self.metrics.observe(method, route, status, seconds)
+        path = str(scope.get("path", ""))
+        duration_ms = round(seconds * 1000, 3)
+        access_log.info(
+            "%s %s %d %.1fms",
+            method,
+            path,
+            status,
+            duration_ms,
+            extra={
+                "fields": {
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                }
+            },
+        )
+
+
+# -- the /metrics endpoint ------------------------------------------------------------------
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/metrics",
+    dependencies=[ReadKey],
+    response_class=Response,
+    summary="Prometheus metrics of the service itself",
+    responses={
+        200: {
+            "description": "Prometheus text exposition format 0.0.4.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        401: {"description": "A read API key is required (when READ_API_KEYS is set)"},
+    },
+)
+async def metrics_endpoint(request: Request) -> Response:
+    """Requests by route and status, latency, ingested and rejected samples, series count, job
+    runs, connection pools, and the process (memory, CPU, file descriptors). The database part
+    is read at scrape time; `metrics_database_up` is 0 when that failed."""
+    metrics = metrics_of(request.app)
+    if metrics is None:  # the router mounted without install(): nothing to show
+        return Response(b"", media_type=CONTENT_TYPE)
+    await metrics.refresh(getattr(request.app.state, "store", None))
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE)
+
+
+def metrics_of(app: Any) -> Metrics | None:
+    found = getattr(app.state, "observability", None)
+    return found if isinstance(found, Metrics) else None
+
+
+def install(app: FastAPI) -> None:
+    """Add the metrics registry, the request middleware and `GET /metrics` to `app`. Call it last
+    in create_app, after other middleware, so that it sees every answer. Idempotent."""
+    if metrics_of(app) is not None:
+        return
+    metrics = Metrics()
+    app.state.observability = metrics
+    app.state.metrics_registry = metrics.registry
+    settings: Settings = app.state.settings
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, settings=settings)
+    app.include_router(router)
+
+
+def count_ingested(request: Request, n: int) -> None:
+    """Count `n` committed samples; call after the commit that made them durable."""
+    metrics = metrics_of(request.app)
+    if metrics is not None and n > 0:
+        metrics.ingested.inc(n)
+
+
+# -- exposure warning -----------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, localhost, a unix socket; anything else (0.0.0.0, ::, names) is not."""
+    host = host.strip().strip("[]").lower()
+    if host in LOOPBACK_NAMES or host.startswith("unix:"):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def bind_host(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The address the server process binds, from its command line; None when unknown.
+
+    uvicorn: `--host H` / `--host=H`, else `UVICORN_HOST`, else its default 127.0.0.1;
+    `--uds PATH` gives `unix:PATH`. gunicorn: `-b`/`--bind HOST:PORT` (first one).
+    """
+    argv = list(sys.argv if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    if not argv:
+        return None
+    program = argv[0].replace("\\", "/")
+    if program.endswith(("/uvicorn", "/uvicorn/__main__.py")) or program == "uvicorn":
+        uds = _option(argv, "--uds")
+        if uds is not None:
+            return f"unix:{uds}"
+        return _option(argv, "--host") or environ.get("UVICORN_HOST") or "127.0.0.1"
+    if program.endswith(("/gunicorn", "/gunicorn/__main__.py")) or program == "gunicorn":
+        bind = _option(argv, "--bind") or _option(argv, "-b")
+        if bind is None:
+            return "127.0.0.1"  # gunicorn's default bind is 127.0.0.1:8000
+        if bind.startswith("unix:"):
+            return bind
+        host, _, _port = bind.rpartition(":")
+        return host or bind
+    return None
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg[len(name) + 1 :]
+    return None
+
+
+def warn_if_exposed(host: str | None, settings: Settings) -> bool:
+    """Log a WARNING when the service listens beyond loopback with no API_KEYS; True if it did.
+    An unknown host (None) gives no warning: the middleware checks the local address of the first
+    request instead. Also warns, wherever it listens, when only READ_API_KEYS is set."""
+    if settings.read_api_keys and not settings.api_keys:
+        log.warning(
+            "READ_API_KEYS is set but API_KEYS is not: reads need a key while writes and "
+            "retention changes need none. Set API_KEYS too."
+        )
+    return _warn_exposed(host, settings)
+
+
+def _warn_exposed(host: str | None, settings: Settings) -> bool:
+    if host is None or settings.api_keys or is_loopback(host):
+        return False
+    log.warning(
+        "SECURITY: listening on %s with no API_KEYS set: anyone who can reach this address can "
+        "write, change retention and read all data. Set API_KEYS (and READ_API_KEYS for reads), "
+        "or bind to 127.0.0.1.",
+        host,
+    )
+    return True

@@ -1,0 +1,239 @@
+"""`make bench`: build the workload, run the real server on each backend, print one table.
+
+    python -m bench.run [--series 100] [--points 10000] [--backends sqlite,postgresql]
+
+Measures, per backend: bulk import samples/s (item and columnar forms) and its ratio to the
+backend's own bulk insert of the same rows (same run), single-sample ingest req/s with 32
+keep-alive clients (wrk), the rollup job's duration, p50/p95 of each query (server-side, from the
+Server-Timing header), anomaly detection over every point, peak server RSS and bytes per sample on
+disk. Results also go to bench/results/<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import numpy as np
+import orjson
+from sqlalchemy.engine import make_url
+
+from bench import ceiling, workload
+from bench.server import Server, run_wrk
+from bench.workload import METRIC, Workload
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERY_REPEATS = 20
+
+
+def timed_post(client: httpx.Client, path: str, bodies: list[bytes]) -> float:
+    started = time.perf_counter()
+    for body in bodies:
+        answer = client.post(path, content=body, headers={"content-type": "application/json"})
+        if answer.status_code != 201:
+            raise SystemExit(f"import failed: {answer.status_code} {answer.text[:300]}")
+    return time.perf_counter() - started
+
+
+def server_ms(answer: httpx.Response, fallback: float) -> float:
+    timing = answer.headers.get("server-timing", "")
+    for part in timing.split(","):
+        if "dur=" in part:
+            return float(part.split("dur=")[1].split(";")[0])
+    return fallback
+
+
+def percentiles(client: httpx.Client, path: str, params: dict[str, Any]) -> dict[str, float]:
+    samples = []
+    for _ in range(QUERY_REPEATS):
+        started = time.perf_counter()
+        answer = client.get(path, params=params)
+        elapsed = (time.perf_counter() - started) * 1000
+        if answer.status_code != 200:
+            raise SystemExit(f"{path} failed: {answer.status_code} {answer.text[:300]}")
+        samples.append(server_ms(answer, elapsed))
+    return {"p50": float(np.percentile(samples, 50)), "p95": float(np.percentile(samples, 95))}
+
+
+def measure_backend(
+    name: str, url: str, work: Workload, args: argparse.Namespace
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"backend": name, "samples": work.samples}
+    env = {"DATABASE_URL": url, "SCHEDULER_ENABLED": "false", "LOG_LEVEL": "WARNING"}
+    items = [orjson.dumps({"metrics": b}) for b in workload.item_batches(work, args.batch)]
+    columns = [orjson.dumps({"series": b}) for b in workload.columnar_batches(work, args.batch)]
+    with Server(env) as server, httpx.Client(base_url=server.base_url, timeout=600) as client:
+        seconds = timed_post(client, "/backfill/import", items)
+        result["import_items_per_s"] = work.samples / seconds
+        result["peak_rss_mb"] = server.peak_rss_mb()
+        seconds = timed_post(client, "/backfill/import", columns)  # same rows: overwrites
+        result["import_columnar_per_s"] = work.samples / seconds
+        result["disk_bytes_per_sample"] = disk_bytes(name, url) / work.samples
+        result["rollup_job_s"] = rollup_job_seconds(url, client)
+        result["queries_ms"] = query_timings(client, work)
+        result["single_ingest_req_s"] = run_wrk(server.base_url, args.clients, args.wrk_seconds)
+    return result
+
+
+def rollup_job_seconds(url: str, client: httpx.Client) -> float:
+    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+    subprocess.run(
+        [sys.executable, "-m", "app.jobs.rollup_job"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    status = client.get("/jobs/status").json()
+    return float(status["jobs"]["rollup"]["duration_ms"]) / 1000
+
+
+def query_timings(client: httpx.Client, work: Workload) -> dict[str, dict[str, float]]:
+    whole = {"start_time": work.start_ms / 1000, "end_time": work.end_ms / 1000}
+    return {
+        "raw_1_series": percentiles(
+            client, "/query/raw", {"metric_name": METRIC, "label": "host:host000", **whole}
+        ),
+        "rollup_1h_25_series": percentiles(
+            client,
+            "/query/rollup",
+            {"metric_name": METRIC, "window": "1h", "label": "region:us-east", **whole},
+        ),
+        "rollup_1m_1_series": percentiles(
+            client,
+            "/query/rollup",
+            {"metric_name": METRIC, "window": "1m", "label": "host:host000", **whole},
+        ),
+        "anomaly_all_points": percentiles(
+            client, "/anomaly/detect", {"metric_name": METRIC, "threshold": 4, **whole}
+        ),
+    }
+
+
+def disk_bytes(name: str, url: str) -> int:
+    if name == "sqlite":
+        path = Path(make_url(url).database or "")
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+    return asyncio.run(_pg_size(url))
+
+
+async def _pg_size(url: str) -> int:
+    conn = await asyncpg.connect(make_url(url).render_as_string(hide_password=False))
+    try:
+        return int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+    finally:
+        await conn.close()
+
+
+async def _pg_admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def run_backend(name: str, work: Workload, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    if name == "sqlite":
+        ceiling_rate = ceiling.sqlite_ceiling(work, tmp / "ceiling.db")
+        result = measure_backend(name, f"sqlite:///{tmp / 'bench.db'}", work, args)
+    else:
+        admin = args.postgres_url
+        db = f"bench_{os.getpid()}"
+        asyncio.run(_pg_admin(admin, f'CREATE DATABASE "{db}"'))
+        url = make_url(admin).set(database=db).render_as_string(hide_password=False)
+        try:
+            ceiling_rate = ceiling.postgres_ceiling(work, url)
+            result = measure_backend(name, url, work, args)
+        finally:
+            asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+    result["ceiling_per_s"] = ceiling_rate
+    result["import_ratio"] = result["import_columnar_per_s"] / ceiling_rate
+    result["import_items_ratio"] = result["import_items_per_s"] / ceiling_rate
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        ("bulk import, items (samples/s)", lambda r: f"{r['import_items_per_s']:,.0f}"),
+        ("bulk import, columnar (samples/s)", lambda r: f"{r['import_columnar_per_s']:,.0f}"),
+        ("backend bulk insert ceiling (samples/s)", lambda r: f"{r['ceiling_per_s']:,.0f}"),
+        (
+            "import / ceiling (items; columnar)",
+            lambda r: f"{r['import_items_ratio']:.0%}; {r['import_ratio']:.0%}",
+        ),
+        ("single-sample ingest, 32 clients (req/s)", lambda r: f"{r['single_ingest_req_s']:,.0f}"),
+        ("rollup job, 1m+5m+1h for all samples (s)", lambda r: f"{r['rollup_job_s']:.2f}"),
+    ]
+    for query in (
+        "raw_1_series",
+        "rollup_1h_25_series",
+        "rollup_1m_1_series",
+        "anomaly_all_points",
+    ):
+        rows.append(
+            (
+                f"{query} p50 / p95 (ms)",
+                lambda r, q=query: (
+                    f"{r['queries_ms'][q]['p50']:.1f} / {r['queries_ms'][q]['p95']:.1f}"
+                ),
+            )
+        )
+    rows += [
+        ("peak server RSS during import (MB)", lambda r: f"{r['peak_rss_mb']:.0f}"),
+        ("disk bytes per sample", lambda r: f"{r['disk_bytes_per_sample']:.1f}"),
+    ]
+    names = [r["backend"] for r in results]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"| {'measure'.ljust(width)} | " + " | ".join(names) + " |"]
+    lines.append(f"|{'-' * (width + 2)}|" + "|".join("-" * (len(n) + 2) for n in names) + "|")
+    for label, fmt in rows:
+        lines.append(f"| {label.ljust(width)} | " + " | ".join(fmt(r) for r in results) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--series", type=int, default=100)
+    parser.add_argument("--points", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=20251203)
+    parser.add_argument("--batch", type=int, default=50_000, help="samples per import request")
+    parser.add_argument("--clients", type=int, default=32, help="wrk connections")
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres"),
+    )
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed for the single-sample test: apt-get install wrk")
+    work = workload.build(args.series, args.points, args.seed, int(time.time() * 1000))
+    results = []
+    with tempfile.TemporaryDirectory(prefix="metrics-bench-") as tmp:
+        for name in args.backends.split(","):
+            print(f"benchmarking {name} with {work.samples:,} samples ...", flush=True)
+            results.append(run_backend(name, work, args, Path(tmp)))
+    print(table(results))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    path = out / time.strftime("%Y%m%dT%H%M%S.json")
+    meta = {"series": args.series, "points": args.points, "cpus": os.cpu_count()}
+    path.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"results written to {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Durability across restarts of a real server: graceful (SIGTERM) and hard (SIGKILL) stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from conftest import LiveServer
+
+T0_S = 1_764_763_200  # 2025-12-03T12:00:00Z
+WINDOW = {"start_time": "2025-12-03T11:00:00Z", "end_time": "2025-12-03T13:00:00Z"}
+
+
+def stored(server: LiveServer, metric: str) -> dict[tuple[str, str], float]:
+    """(worker label, timestamp) -> value, for every point of a metric."""
+    answer = httpx.get(
+        f"{server.base_url}/query/raw", params={"metric_name": metric, **WINDOW}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    return {
+        (s["labels"].get("w", ""), p["timestamp"]): p["value"]
+        for s in answer.json()["series"]
+        for p in s["points"]
+    }
+
+
+def stamp(second: int) -> str:
+    return f"2025-12-03T12:{second // 60:02d}:{second % 60:02d}Z"
+
+
+def test_data_survives_a_graceful_restart(live_server: LiveServer) -> None:
+    base = live_server.base_url
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for i in range(3):
+            body = {
+                "metric_name": "kept",
+                "value": i + 0.5,
+                "timestamp": T0_S + i,
+                "labels": {"w": "s"},
+            }
+            assert http.post("/metrics/ingest", json=body).status_code == 201
+        items = [
+            {
+                "metric_name": "kept",
+                "value": 100 + i,
+                "timestamp": T0_S + 10 + i,
+                "labels": {"w": "b"},
+            }
+            for i in range(10)
+        ]
+        answer = http.post("/backfill/import", json={"metrics": items})
+        assert answer.status_code == 201
+        assert answer.json()["imported"] == 10
+    expected = {("s", stamp(i)): i + 0.5 for i in range(3)}
+    expected |= {("b", stamp(10 + i)): 100.0 + i for i in range(10)}
+    assert stored(live_server, "kept") == expected
+
+    live_server.stop("term")
+    live_server.start()
+    assert stored(live_server, "kept") == expected
+    assert httpx.get(f"{base}/metrics/names").json() == {"names": ["kept"]}
+
+
+WORKERS = 4
+PER_WORKER = 50
+
+
+def test_acknowledged_writes_survive_a_kill(live_server: LiveServer) -> None:
+    acknowledged: set[tuple[str, str, float]] = set()
+    sent: set[tuple[str, str, float]] = set()
+    lock = threading.Lock()
+    enough = threading.Event()
+
+    def worker(w: int) -> None:
+        with httpx.Client(base_url=live_server.base_url, timeout=10) as http:
+            for i in range(PER_WORKER):
+                point = (str(w), stamp(i), float(w * 1000 + i))
+                body = {
+                    "metric_name": "durable",
+                    "value": point[2],
+                    "timestamp": T0_S + i,
+                    "labels": {"w": point[0]},
+                }
+                with lock:
+                    sent.add(point)
+                try:
+                    answer = http.post("/metrics/ingest", json=body)
+                except httpx.HTTPError:
+                    return  # the server is gone: this sample was never acknowledged
+                if answer.status_code != 201:
+                    return
+                with lock:
+                    acknowledged.add(point)
+                    if len(acknowledged) >= WORKERS * PER_WORKER // 2:
+                        enough.set()
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        futures = [pool.submit(worker, w) for w in range(WORKERS)]
+        enough.wait(timeout=60)
+        live_server.stop("kill")  # while the other half is still being written
+        for future in futures:
+            future.result()
+
+    assert len(acknowledged) >= WORKERS * PER_WORKER // 2
+    live_server.start()
+    after = stored(live_server, "durable")
+    for w, ts, value in acknowledged:
+        assert after.get((w, ts)) == value, f"acknowledged sample {w} {ts} lost"
+    # Nothing appears that was not sent, and the server takes writes again.
+    assert {(w, ts, v) for (w, ts), v in after.items()} <= sent
+    body = {"metric_name": "durable", "value": 1, "timestamp": time.time(), "labels": {"w": "x"}}
+    assert httpx.post(f"{live_server.base_url}/metrics/ingest", json=body).status_code == 201
