@@ -220,7 +220,7 @@ class BatchBuilder:
 
 
 def _numeric(column: list[object]) -> bool:
-    return all(type(x) is float or type(x) is int for x in column)
+    return set(map(type, column)) <= {float, int}  # bool is neither
 
 
 def _column_values(values: list[object], where: str) -> np.ndarray:

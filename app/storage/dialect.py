@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, func, text, type_coerce
@@ -35,6 +36,8 @@ async def upsert_samples(
     if sids.size == 0:
         return
     if is_postgres(conn):
+        if await _copy_new_rows(conn, "samples", ("series_id", "ts", "value"), sids, ts, values):
+            return
         await conn.execute(
             text(
                 "INSERT INTO samples (series_id, ts, value) SELECT * FROM unnest(CAST(:sids AS"
@@ -51,6 +54,28 @@ async def upsert_samples(
     )
 
 
+COPY_MIN_ROWS = 1000
+
+
+async def _copy_new_rows(
+    conn: AsyncConnection, table: str, columns: tuple[str, ...], *arrays: np.ndarray
+) -> bool:
+    """PostgreSQL's bulk path: COPY, in a savepoint. False (and nothing written) if a row
+    already existed, so the caller takes the upsert path instead."""
+    if arrays[0].size < COPY_MIN_ROWS:
+        return False
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    records = zip(*(a.tolist() for a in arrays), strict=True)
+    try:
+        async with conn.begin_nested():
+            await raw.copy_records_to_table(table, records=records, columns=columns)
+    except Exception as exc:  # the unique violation, as asyncpg raises it
+        if getattr(exc, "sqlstate", None) == "23505":
+            return False
+        raise
+    return True
+
+
 async def mark_dirty(
     conn: AsyncConnection, resolution: str, sids: np.ndarray, buckets: np.ndarray
 ) -> None:
@@ -59,6 +84,9 @@ async def mark_dirty(
         return
     table = f"rollup_dirty_{resolution}"
     if is_postgres(conn):
+        # New marks: COPY. A mark that exists is touched instead (row lock, see module doc).
+        if await _copy_new_rows(conn, table, ("series_id", "bucket"), sids, buckets):
+            return
         await conn.execute(
             text(
                 f"INSERT INTO {table} (series_id, bucket) SELECT * FROM unnest("
@@ -176,11 +204,58 @@ async def drop_partition(conn: AsyncConnection, day: int) -> int:
     return int(count)
 
 
+async def fetch_points(
+    conn: AsyncConnection, ids: Sequence[int], lo: int, hi: int, limit: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(series_id, ts, value) columns of these series in [lo, hi], ordered by series and time,
+    at most `limit` rows. Read through the driver: no per-row objects on the way."""
+    if not ids:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=np.float64)
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    id_list = ",".join(str(int(i)) for i in ids)
+    where = f"series_id IN ({id_list}) AND ts >= {int(lo)} AND ts <= {int(hi)}"
+    if is_postgres(conn):
+        row = await raw.fetchrow(
+            "SELECT array_agg(series_id), array_agg(ts), array_agg(value) FROM (SELECT series_id,"
+            f" ts, value FROM samples WHERE {where} ORDER BY series_id, ts LIMIT {int(limit)}) p"
+        )
+        return (
+            np.asarray(row[0] or [], dtype=np.int64),
+            np.asarray(row[1] or [], dtype=np.int64),
+            np.asarray(row[2] or [], dtype=np.float64),
+        )
+    cursor = await raw.execute(
+        f"SELECT series_id, ts, value FROM samples WHERE {where}"
+        f" ORDER BY series_id, ts LIMIT {int(limit)}"
+    )
+    rows = await cursor.fetchall()
+    await cursor.close()
+    # Milliseconds and series ids are exact in a double (below 2**53).
+    table = np.array(rows, dtype=np.float64).reshape(len(rows), 3)
+    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2].copy()
+
+
 def label_equals(conn: AsyncConnection, name: str, value: str) -> ColumnElement[bool]:
     """`labels[name] == value` in SQL; PostgreSQL uses containment, which the GIN index serves."""
     if is_postgres(conn):
         return type_coerce(schema.series.c.labels, JSONB).contains({name: value})
     return func.json_extract(schema.series.c.labels, f'$."{name}"') == value
+
+
+def buckets_join(conn: AsyncConnection, marks: str, width_ms: int) -> tuple[str, str]:
+    """FROM and WHERE for `marks m` (series_id, bucket) joined with the samples in each bucket.
+
+    SQLite is told to start from the marks (CROSS JOIN fixes its join order) so each mark is one
+    primary-key range seek; left alone it scans every sample instead."""
+    join = "CROSS JOIN" if not is_postgres(conn) else "JOIN"
+    condition = (
+        f"s.series_id = {marks}.series_id AND s.ts >= {marks}.bucket"
+        f" AND s.ts < {marks}.bucket + {width_ms}"
+    )
+    if join == "JOIN":
+        return f"{marks} JOIN samples s ON {condition}", "true"
+    return f"{marks} CROSS JOIN samples s", condition
 
 
 def bucket_expr(ts_column: str, width_ms: int) -> str:

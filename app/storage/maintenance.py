@@ -30,13 +30,10 @@ async def materialize(conn: AsyncConnection, res: Resolution, closed_before: int
     """
     claimed = await dialect.claim_dirty(conn, res.name, closed_before)
     if claimed:
-        source = (
-            "claimed c JOIN samples s ON s.series_id = c.series_id"
-            f" AND s.ts >= c.bucket AND s.ts < c.bucket + {res.ms}"
-        )
+        source, where = dialect.buckets_join(conn, "claimed", res.ms)
         await conn.execute(
             text(
-                aggregate_sql(source, "c.bucket", "true")
+                aggregate_sql(source, "claimed.bucket", where)
                 + f"INSERT INTO rollup_{res.name} ({ROLLUP_COLUMNS}) "
                 + AGG_SELECT
                 + f" ON CONFLICT (series_id, bucket) DO UPDATE SET {UPSERT_SET}"

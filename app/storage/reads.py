@@ -72,35 +72,28 @@ async def metric_exists(conn: AsyncConnection, metric: str) -> bool:
 
 
 def _columns(rows: Sequence[Sequence[float]], width: int) -> np.ndarray:
+    """Rows as a (n, width) float array. Transposed through zip first: numpy probing each
+    SQLAlchemy Row for array protocols costs far more than the data."""
     if not rows:
         return np.empty((0, width), dtype=np.float64)
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), width)
+    return np.column_stack([np.asarray(col, dtype=np.float64) for col in zip(*rows, strict=True)])
 
 
 async def select_raw(
     conn: AsyncConnection, refs: Sequence[SeriesRef], start_ms: int, end_ms: int, limit: int
 ) -> tuple[list[SeriesData], bool]:
-    """Points of each series in [start, end], at most `limit` in all; True if cut short."""
-    out: list[SeriesData] = []
-    remaining = limit
-    truncated = False
+    """Points of each series in [start, end], at most `limit` in all; True if cut short (then
+    the series with the highest ids lose their points first)."""
+    sids, ts, values = await dialect.fetch_points(
+        conn, sorted(ref.id for ref in refs), start_ms, end_ms, limit + 1
+    )
+    truncated = ts.size > limit
+    if truncated:
+        sids, ts, values = sids[:limit], ts[:limit], values[:limit]
+    out = []
     for ref in refs:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT ts, value FROM samples WHERE series_id = :sid AND ts >= :lo"
-                    " AND ts <= :hi ORDER BY ts LIMIT :limit"
-                ),
-                {"sid": ref.id, "lo": start_ms, "hi": end_ms, "limit": remaining + 1},
-            )
-        ).all()
-        if len(rows) > remaining:
-            rows, truncated = rows[:remaining], True
-        data = _columns(rows, 2)
-        out.append(SeriesData(ref.labels, data[:, 0].astype(np.int64), data[:, 1]))
-        remaining -= len(rows)
-        if truncated:
-            break
+        lo, hi = np.searchsorted(sids, ref.id, "left"), np.searchsorted(sids, ref.id, "right")
+        out.append(SeriesData(ref.labels, ts[lo:hi], values[lo:hi]))
     return out, truncated
 
 
@@ -140,7 +133,7 @@ async def select_rollup(
         params = {"lo": lo, "hi": hi, "mu": mu, "end": hi + res.ms}
         rows += (await conn.execute(text(_stored_sql(res, ids)), params)).all()
         rows += (await conn.execute(text(_tail_sql(res, ids)), params)).all()
-        rows += (await conn.execute(text(_dirty_sql(res, ids)), params)).all()
+        rows += (await conn.execute(text(_dirty_sql(conn, res, ids)), params)).all()
     return _split_rollups(refs, _columns(rows, 9)), until
 
 
@@ -158,13 +151,14 @@ def _tail_sql(res: Resolution, ids: str) -> str:
     return aggregate_sql("samples s", dialect.bucket_expr("s.ts", res.ms), where) + AGG_SELECT
 
 
-def _dirty_sql(res: Resolution, ids: str) -> str:
-    source = (
-        f"rollup_dirty_{res.name} d JOIN samples s ON s.series_id = d.series_id"
-        f" AND s.ts >= d.bucket AND s.ts < d.bucket + {res.ms}"
+def _dirty_sql(conn: AsyncConnection, res: Resolution, ids: str) -> str:
+    source, join = dialect.buckets_join(conn, f"rollup_dirty_{res.name}", res.ms)
+    marks = f"rollup_dirty_{res.name}"
+    where = (
+        f"{join} AND {marks}.series_id IN ({ids}) AND {marks}.bucket >= :lo"
+        f" AND {marks}.bucket <= :hi AND {marks}.bucket < :mu"
     )
-    where = f"d.series_id IN ({ids}) AND d.bucket >= :lo AND d.bucket <= :hi AND d.bucket < :mu"
-    return aggregate_sql(source, "d.bucket", where) + AGG_SELECT
+    return aggregate_sql(source, f"{marks}.bucket", where) + AGG_SELECT
 
 
 def _split_rollups(refs: Sequence[SeriesRef], data: np.ndarray) -> list[RollupData]:
