@@ -53,12 +53,14 @@ def item_batches(work: Workload, batch: int) -> list[list[dict[str, object]]]:
     return [items[i : i + batch] for i in range(0, len(items), batch)]
 
 
-def columnar_batches(work: Workload, batch: int) -> list[list[dict[str, object]]]:
+def columnar_batches(
+    work: Workload, batch: int, metric: str = METRIC
+) -> list[list[dict[str, object]]]:
     """The columnar form: one entry per series, split so a request holds about `batch` samples."""
     per = max(1, batch // work.ts.size)
     stamps = (work.ts / 1000).tolist()
     entries = [
-        {"metric_name": METRIC, "labels": labels, "timestamps": stamps, "values": row}
+        {"metric_name": metric, "labels": labels, "timestamps": stamps, "values": row}
         for labels, row in zip(work.labels, work.values.tolist(), strict=True)
     ]
     return [entries[i : i + per] for i in range(0, len(entries), per)]

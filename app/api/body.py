@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from app.errors import BadRequest, PayloadTooLarge
 
@@ -13,11 +14,14 @@ async def read_json(request: Request, limit: int) -> object:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body: {declared} bytes, more than MAX_BODY_BYTES ({limit})")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body: more than MAX_BODY_BYTES ({limit} bytes)")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body: more than MAX_BODY_BYTES ({limit} bytes)")
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody to answer; nothing was written
+        raise BadRequest("body: the client disconnected before sending all of it") from None
     try:
         return orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError as exc:

@@ -17,17 +17,17 @@ from app.timeutil import format_ms, now_ms, parse_time_ms
 HOUR_MS = 3_600_000
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def get_committer(request: Request) -> GroupCommitter:
+async def get_committer(request: Request) -> GroupCommitter:
     committer: GroupCommitter = request.app.state.committer
     return committer
 
@@ -54,7 +54,7 @@ def key_in(key: str | None, keys: list[str]) -> bool:
     return found
 
 
-def require_write_key(request: Request, settings: SettingsDep) -> None:
+async def require_write_key(request: Request, settings: SettingsDep) -> None:
     if settings.api_keys and not key_in(presented_key(request), settings.api_keys):
         raise HTTPException(
             401,
@@ -63,7 +63,7 @@ def require_write_key(request: Request, settings: SettingsDep) -> None:
         )
 
 
-def require_read_key(request: Request, settings: SettingsDep) -> None:
+async def require_read_key(request: Request, settings: SettingsDep) -> None:
     if settings.read_api_keys and not key_in(
         presented_key(request), settings.read_api_keys + settings.api_keys
     ):
@@ -88,7 +88,7 @@ class TimeRange:
         return format_ms(self.end_ms)
 
 
-def time_range(
+async def time_range(
     settings: SettingsDep,
     start_time: Annotated[
         str | None, Query(description="Inclusive; RFC 3339 or epoch seconds. Default end - 1h.")
@@ -116,7 +116,7 @@ def _parse_param(name: str, value: str) -> int:
         raise HTTPException(422, f"{name}: {exc}") from None
 
 
-def label_filters(
+async def label_filters(
     label: Annotated[
         list[str] | None,
         Query(description="KEY:VALUE exact match; repeatable, AND-ed.", examples=["host:server1"]),
