@@ -59,6 +59,10 @@ REJECTION_REASONS: Mapping[int, str] = {
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+def _server_timing(elapsed_ms: float) -> tuple[bytes, bytes]:
+    return b"server-timing", f"app;dur={elapsed_ms:.2f}".encode()
+
+
 class Metrics:
     """One app's registry and the metrics in it."""
 
@@ -264,6 +268,10 @@ class ObservabilityMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                # Time spent in the server until the answer starts (W3C Server-Timing).
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                headers = [*message.get("headers", []), _server_timing(elapsed_ms)]
+                message = {**message, "headers": headers}
             await send(message)
 
         self.metrics.in_progress.inc()

@@ -399,3 +399,10 @@ def test_middleware_warns_once_for_a_request_on_a_public_address(tmp_path: Path)
         asyncio.run(call(("10.1.2.3", 8000)))
         asyncio.run(call(("10.1.2.3", 8000)))
     assert len(records) == 1 and "10.1.2.3" in records[0].getMessage()
+
+
+def test_answers_carry_their_server_time(client: TestClient) -> None:
+    answer = client.get("/metrics/names")
+    name, _, value = answer.headers["server-timing"].partition(";")
+    assert name == "app"
+    assert value.startswith("dur=") and float(value[4:]) >= 0
