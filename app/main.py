@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.scheduler_enabled:
             scheduler.start()
         app.state.store, app.state.committer = store, committer
+        _tune_gc()
         log.info("serving on %s (%s)", settings.backend, _safe_url(settings.database_url))
         observability.warn_if_exposed(observability.bind_host(), settings)
         try:
@@ -63,6 +65,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     observability.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _tune_gc() -> None:
+    """Keep full garbage collections off the request path. The objects alive after start-up
+    (modules, routes, schemas) are frozen out of collection, and collections run less often:
+    otherwise a full pass over them every few thousand allocations stalls a query answer by
+    tens of milliseconds."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 async def _migrate(settings: Settings) -> None:
