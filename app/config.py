@@ -87,7 +87,8 @@ class Settings(BaseSettings):
         timedelta(days=400), description="Longest time range one query may cover."
     )
     query_timeout: Duration = Field(
-        timedelta(seconds=30), description="Queries running longer are cancelled with a 503."
+        timedelta(seconds=30),
+        description="Raw, rollup and anomaly queries running longer are cancelled with a 503.",
     )
 
     retention_raw: Duration = Field(timedelta(days=7), description="How long raw samples are kept.")
@@ -137,6 +138,14 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql", "postgres://")):
             raise ValueError("DATABASE_URL must start with sqlite:// or postgresql://")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
 
     @property
     def backend(self) -> Literal["sqlite", "postgresql"]:

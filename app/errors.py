@@ -13,6 +13,7 @@ from app.matchers import MatcherError
 from app.storage.store import (
     BeforeHorizon,
     CardinalityExceeded,
+    QueryTimeout,
     UnknownMetric,
     is_connection_error,
 )
@@ -67,6 +68,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CardinalityExceeded)
     async def _cardinality(_: Request, exc: CardinalityExceeded) -> JSONResponse:
         return _json(429, str(exc))
+
+    @app.exception_handler(QueryTimeout)
+    async def _slow(_: Request, exc: QueryTimeout) -> JSONResponse:
+        return _json(503, str(exc))
 
     @app.exception_handler(UnknownMetric)
     async def _unknown(_: Request, exc: UnknownMetric) -> JSONResponse:

@@ -144,7 +144,7 @@ class BatchBuilder:
         return slot
 
     def _metric(self, name: object, where: str) -> str:
-        if name in self._metrics:
+        if type(name) is str and name in self._metrics:
             return name
         checked = check_metric_name(name, where)
         self._metrics.add(checked)

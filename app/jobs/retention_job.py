@@ -6,4 +6,4 @@ One pass by default; `--loop` keeps running every `--interval` (default RETENTIO
 from app.jobs.runner import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("retention"))
+    raise SystemExit(main("retention", description=__doc__))

@@ -5,4 +5,4 @@ One pass by default; `--loop` keeps running every `--interval` (default ROLLUP_I
 from app.jobs.runner import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("rollup"))
+    raise SystemExit(main("rollup", description=__doc__))

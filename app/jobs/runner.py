@@ -91,7 +91,9 @@ async def run_loop(
     failures = 0
     while not stop.is_set():
         try:
-            await run_once(store, settings, job, wait_seconds=0)
+            # Wait a little for a runner that holds the lock (say, the other job at start-up)
+            # rather than skip a whole interval.
+            await run_once(store, settings, job, wait_seconds=min(60.0, interval / 2))
             failures = 0
         except Exception:
             failures += 1
@@ -99,9 +101,13 @@ async def run_loop(
             await asyncio.wait_for(stop.wait(), timeout=next_delay(interval, failures))
 
 
-def main(job: str, argv: list[str] | None = None) -> int:
+def main(job: str, argv: list[str] | None = None, description: str | None = None) -> int:
     """The command line shared by `python -m app.jobs.rollup_job` and `...retention_job`."""
-    parser = argparse.ArgumentParser(prog=f"python -m app.jobs.{job}_job", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m app.jobs.{job}_job",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--once", action="store_true", help="one pass, then exit (the default)")
     parser.add_argument("--loop", action="store_true", help="keep running every --interval")
     parser.add_argument("--interval", type=parse_duration, help="loop period, e.g. 60s, 1h")

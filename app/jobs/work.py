@@ -47,8 +47,10 @@ async def rollup(store: Store, settings: Settings, now: int) -> JobOutcome:
 
 async def retention(store: Store, settings: Settings, now: int) -> JobOutcome:
     """Roll up what is pending, then drop raw and rollups past their retention."""
-    plan = plan_retention(now, retention_defaults(settings), await store.retention_overrides())
-    report = await store.apply_retention(plan, closed_boundaries(settings, now))
+    closed = closed_boundaries(settings, now)
+    overrides = await store.retention_overrides()
+    plan = plan_retention(now, retention_defaults(settings), overrides, closed["1h"])
+    report = await store.apply_retention(plan, closed)
     detail = (
         f"raw rows: {report.raw_rows}, rollup rows: {report.rollup_rows},"
         f" partitions: {report.partitions}"

@@ -33,18 +33,25 @@ class RetentionPlan:
 
 
 def plan_retention(
-    now_ms: int, defaults: Mapping[str, int], overrides: Mapping[str, Mapping[str, int]]
+    now_ms: int,
+    defaults: Mapping[str, int],
+    overrides: Mapping[str, Mapping[str, int]],
+    rolled_up_before: int | None = None,
 ) -> RetentionPlan:
-    """`defaults` maps each kind to how long it is kept (ms); `overrides` metric -> kind -> ms."""
+    """`defaults` maps each kind to how long it is kept (ms); `overrides` metric -> kind -> ms.
+    Raw data at or after `rolled_up_before` (where the coarsest closed bucket ends) is kept
+    whatever the policy says: it is not rolled up at every resolution yet."""
 
-    def cutoffs(kind: str) -> dict[str, int]:
+    def cutoffs(kind: str, ceiling: int | None = None) -> dict[str, int]:
         out = {"*": cutoff(now_ms, defaults[kind])}
         for metric, policy in overrides.items():
             out[metric] = cutoff(now_ms, policy.get(kind, defaults[kind]))
+        if ceiling is not None:
+            out = {key: min(value, ceiling) for key, value in out.items()}
         return out
 
     return RetentionPlan(
-        raw_cutoffs=cutoffs("raw"),
+        raw_cutoffs=cutoffs("raw", rolled_up_before),
         rollup_cutoffs={res.name: cutoffs(res.name) for res in RESOLUTIONS},
         overridden=frozenset(overrides),
     )

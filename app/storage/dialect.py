@@ -4,7 +4,7 @@
   arrays through `unnest`, one statement and one round trip per batch.
 - Invalidation marks: on PostgreSQL a mark that already exists is touched (row-locked), so a job
   that claims it concurrently waits for the writer's commit and then sees its samples
-  (docs/rollups.md).
+  (docs/rollups-and-retention.md).
 - Samples on PostgreSQL live in day partitions created on demand.
 """
 

@@ -129,7 +129,7 @@ async def _drop_raw(conn: AsyncConnection, plan: RetentionPlan) -> tuple[int, in
         await _record_horizons(conn, await _metric_cutoffs(conn, plan))
         return rows, 0
     # PostgreSQL: whole day partitions that every metric's policy lets go; overrides shorter than
-    # that are row deletes within the remaining partitions (docs/retention.md).
+    # that are row deletes within the remaining partitions (docs/rollups-and-retention.md).
     floor = min(cutoffs.values())
     rows = partitions = 0
     for day in await dialect.existing_partition_days(conn):

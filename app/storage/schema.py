@@ -1,5 +1,5 @@
-"""Tables, as SQLAlchemy Core metadata. Migrations in app/migrations build them; a test checks
-that both agree.
+"""Tables, as SQLAlchemy Core metadata. Migrations in app/migrations build them;
+tests/storage/test_schema.py checks that both agree.
 
 Timestamps are integer milliseconds since the Unix epoch. Samples on PostgreSQL are range-
 partitioned by day on `ts` (migrations, docs/storage.md), so retention drops whole partitions.

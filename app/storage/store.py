@@ -13,11 +13,13 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 import orjson
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
@@ -35,6 +37,16 @@ PARTITIONS_PER_TRANSACTION = 50
 
 class UnknownMetric(LookupError):
     """A query for a metric that has no series."""
+
+
+class QueryTimeout(RuntimeError):
+    """A query ran longer than QUERY_TIMEOUT and was cancelled."""
+
+    def __init__(self, limit: timedelta) -> None:
+        super().__init__(
+            f"the query ran longer than QUERY_TIMEOUT ({limit.total_seconds():g}s) and was"
+            " cancelled; narrow the range or the label filters"
+        )
 
 
 class StoreUnavailable(RuntimeError):
@@ -310,12 +322,20 @@ class Store:
                 raise UnknownMetric(metric)
             return refs
 
+    def _deadline(self) -> asyncio.Timeout:
+        """QUERY_TIMEOUT for one query: past it, the query is cancelled with QueryTimeout."""
+        return asyncio.timeout(self.settings.query_timeout.total_seconds())
+
     async def select_raw(
         self, metric: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int
     ) -> tuple[list[SeriesData], bool]:
-        refs = await self.find_series(metric, matchers)
-        async with self.engines.reader.connect() as conn:
-            return await reads.select_raw(conn, refs, start_ms, end_ms, limit)
+        try:
+            async with self._deadline():
+                refs = await self.find_series(metric, matchers)
+                async with self.engines.reader.connect() as conn:
+                    return await reads.select_raw(conn, refs, start_ms, end_ms, limit)
+        except TimeoutError:
+            raise QueryTimeout(self.settings.query_timeout) from None
 
     async def select_rollup(
         self,
@@ -325,9 +345,18 @@ class Store:
         start_ms: int,
         end_ms: int,
     ) -> tuple[list[RollupData], int | None]:
-        refs = await self.find_series(metric, matchers)
-        async with self.engines.reader.connect() as conn:
-            return await reads.select_rollup(conn, refs, res, start_ms, end_ms)
+        try:
+            async with self._deadline():
+                refs = await self.find_series(metric, matchers)
+                async with self.engines.reader.connect() as conn:
+                    if self.backend == "postgresql":
+                        # Stored, live-tail and invalidated buckets come from three statements:
+                        # one snapshot for all, or a job committing between them shows a bucket
+                        # twice or not at all.
+                        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                    return await reads.select_rollup(conn, refs, res, start_ms, end_ms)
+        except TimeoutError:
+            raise QueryTimeout(self.settings.query_timeout) from None
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -385,7 +414,7 @@ class Store:
 
 def is_connection_error(exc: BaseException) -> bool:
     """Whether an exception means the database is unreachable rather than a bad statement."""
-    if isinstance(exc, OperationalError | OSError | ConnectionError | TimeoutError):
+    if isinstance(exc, OperationalError | OSError | ConnectionError | TimeoutError | PoolTimeout):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True

@@ -92,6 +92,13 @@ def seed_samples(anchor: float) -> list[Json]:
     return items
 
 
+@pytest.fixture(params=["sqlite"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The page is the same on every backend, and the HTTP suite checks each backend's answers:
+    the browser runs on SQLite only, to keep the suite within its time budget."""
+    return str(request.param)
+
+
 @pytest.fixture
 def browser(seed: Seed) -> Iterator[Browser]:
     """Chromium, started after the server and its data: Playwright's sync API keeps an event loop

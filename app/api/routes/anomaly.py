@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 
-from app.api.deps import FiltersDep, MetricName, RangeDep, ReadKey, StoreDep
+from app.api.deps import FiltersDep, MetricName, RangeDep, ReadKey, SettingsDep, StoreDep
 from app.api.responses import FastJSON
 from app.config import parse_duration
 from app.schemas import AnomalyResponse, ErrorResponse
@@ -32,6 +32,7 @@ async def detect(
     time_range: RangeDep,
     filters: FiltersDep,
     store: StoreDep,
+    settings: SettingsDep,
     threshold: Annotated[float, Query(gt=0, allow_inf_nan=False)] = 3.0,
     method: Method = "zscore",
     lookback: Annotated[
@@ -52,9 +53,16 @@ async def detect(
     `zscore` the mean and stddev are exact from the stored sums and sums of squares."""
     lookback_ms = _lookback_ms(lookback, window)
     if window is None:
-        raw, _ = await store.select_raw(
-            metric_name, filters, time_range.start_ms, time_range.end_ms, 10_000_000
+        raw, truncated = await store.select_raw(
+            metric_name, filters, time_range.start_ms, time_range.end_ms, settings.max_query_points
         )
+        if truncated:
+            raise HTTPException(
+                422,
+                "start_time: the range holds more than MAX_QUERY_POINTS"
+                f" ({settings.max_query_points}) raw points; narrow it or score rollups with"
+                " window=1m|5m|1h",
+            )
         rows = [
             (s.labels, s.ts, s.values, _score(method, s.ts, s.values, threshold, lookback_ms))
             for s in raw

@@ -113,5 +113,9 @@ async def set_retention(
     "/retention/{metric_name}", dependencies=[WriteKey], summary="Remove a retention override"
 )
 async def clear_retention(metric_name: MetricPath, store: StoreDep) -> dict[str, object]:
+    try:
+        check_metric_name(metric_name, "")
+    except InvalidInput as exc:
+        raise HTTPException(422, str(exc)) from None
     await store.set_retention_override(metric_name, {})
     return {"metric_name": metric_name, "status": "default"}
