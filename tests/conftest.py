@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,45 @@ def test_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]
+
+
+@contextmanager
+def fresh_database(backend: str, directory: Path, tag: str) -> Iterator[str]:
+    """A migrated database of its own: a SQLite file in `directory`, or a PostgreSQL database
+    created from TEST_DATABASE_URL and dropped afterwards."""
+    if backend == "sqlite":
+        url = f"sqlite:///{directory / 'metrics.db'}"
+        upgrade(test_settings(url))
+        yield url
+        return
+    admin = os.environ.get("TEST_DATABASE_URL")
+    if not admin:
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL")
+    name = f"metrics_test_{os.getpid()}_{uuid.uuid4().hex[:8]}_{tag}"
+    asyncio.run(_pg_admin(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+        upgrade(test_settings(url))
+        yield url
+    finally:
+        asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One database per test module and backend, for tests that each write their own metric."""
+    with fresh_database(request.param, tmp_path_factory.mktemp("shared"), "shared") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shared_client(shared_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(test_settings(shared_url))) as client:
+        yield client
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -38,21 +38,9 @@ WINDOW = {"start_time": iso(BASE_S - 3600), "end_time": iso(BASE_S + 3600)}
 
 
 @pytest.fixture
-def make_observed(database_url: str) -> Iterator[Callable[..., TestClient]]:
-    """Like `make_client`, with observability installed before the app starts."""
-    clients: list[TestClient] = []
-
-    def build(**overrides: Any) -> TestClient:
-        app = create_app(test_settings(database_url, **overrides))
-        observability.install(app)
-        client = TestClient(app)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield build
-    for client in reversed(clients):
-        client.__exit__(None, None, None)
+def make_observed(make_client: Callable[..., TestClient]) -> Callable[..., TestClient]:
+    """Observability is installed in every app: the shared client factory."""
+    return make_client
 
 
 @pytest.fixture

@@ -12,17 +12,15 @@ kept below as plain regression tests.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
-from conftest import _pg_admin, run_inline, test_settings
+from conftest import fresh_database, run_inline, test_settings
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
@@ -38,11 +36,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy.engine import make_url
 
 from app import observability
 from app.main import create_app
-from app.migrate import upgrade
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
 CHECKS = [
@@ -58,22 +54,8 @@ CHECKS = [
 def own_database(backend: str, tmp_path: Path) -> Iterator[str]:
     """A database of its own: generated timestamps create PostgreSQL day partitions all over the
     calendar, which must not outlive this test in the session's shared database."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'metrics.db'}"
-        upgrade(test_settings(url))
+    with fresh_database(backend, tmp_path, "schemathesis") as url:
         yield url
-        return
-    admin = os.environ.get("TEST_DATABASE_URL")
-    if not admin:
-        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL")
-    name = f"metrics_test_{os.getpid()}_{uuid.uuid4().hex[:8]}_schemathesis"
-    asyncio.run(_pg_admin(admin, f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-        upgrade(test_settings(url))
-        yield url
-    finally:
-        asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -58,21 +57,9 @@ def assert_unauthorized(answer: httpx.Response, kind: str) -> None:
 
 
 @pytest.fixture
-def make_observed(database_url: str) -> Iterator[Callable[..., TestClient]]:
-    """Clients over apps with observability installed (the access log and /metrics)."""
-    clients: list[TestClient] = []
-
-    def build(**overrides: Any) -> TestClient:
-        app = create_app(test_settings(database_url, **overrides))
-        observability.install(app)
-        client = TestClient(app)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield build
-    for client in reversed(clients):
-        client.__exit__(None, None, None)
+def make_observed(make_client: Callable[..., TestClient]) -> Callable[..., TestClient]:
+    """Observability is installed in every app: the shared client factory."""
+    return make_client
 
 
 @pytest.fixture

@@ -7,21 +7,14 @@ checks that the catalogue did not change. Cases that need an empty database use 
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import _pg_admin, test_settings
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import make_url
-
-from app.main import create_app
-from app.migrate import upgrade
 
 T0 = "2025-12-03T12:00:00Z"
 T0_S = 1_764_763_200  # T0 in epoch seconds
@@ -66,29 +59,6 @@ def names(client: TestClient) -> list[str]:
     answer = client.get("/metrics/names")
     assert answer.status_code == 200
     return answer.json()["names"]  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared_client(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    """One app on its own migrated database, shared by the tests of this module (per backend)."""
-    admin, name = os.environ.get("TEST_DATABASE_URL"), ""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('shared') / 'metrics.db'}"
-    elif not admin:
-        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL")
-    else:
-        name = f"metrics_test_{os.getpid()}_{uuid.uuid4().hex[:8]}_ingest"
-        asyncio.run(_pg_admin(admin, f'CREATE DATABASE "{name}"'))
-        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(test_settings(url))
-        with TestClient(create_app(test_settings(url))) as client:
-            yield client
-    finally:
-        if name and admin:
-            asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

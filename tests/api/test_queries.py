@@ -7,55 +7,20 @@ Cases that need an empty catalogue use `client`.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import _pg_admin, run_inline, test_settings
+from conftest import run_inline
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import make_url
-
-from app.main import create_app
-from app.migrate import upgrade
 
 T0 = "2025-12-03T12:00:00Z"
 T0_S = 1_764_763_200  # T0 in epoch seconds; a multiple of 3600
 WINDOW = {"start_time": "2025-12-03T11:00:00Z", "end_time": "2025-12-03T13:00:00Z"}
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A migrated database of its own for this module (per backend)."""
-    admin = os.environ.get("TEST_DATABASE_URL")
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('shared') / 'metrics.db'}"
-        upgrade(test_settings(url))
-        yield url
-        return
-    if not admin:
-        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL")
-    name = f"metrics_test_{os.getpid()}_{uuid.uuid4().hex[:8]}_queries"
-    asyncio.run(_pg_admin(admin, f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-        upgrade(test_settings(url))
-        yield url
-    finally:
-        asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(scope="module")
-def shared_client(shared_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(test_settings(shared_url))) as client:
-        yield client
 
 
 @pytest.fixture
