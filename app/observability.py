@@ -148,6 +148,16 @@ class Metrics:
             ["job"],
             registry=r,
         )
+        self.group_commits = Gauge(
+            "metrics_ingest_group_commits",
+            "Transactions written by single-sample ingestion since start (group commit).",
+            registry=r,
+        )
+        self.group_requests = Gauge(
+            "metrics_ingest_group_requests",
+            "Single-sample requests those transactions carried since start.",
+            registry=r,
+        )
         self.pool_size = Gauge(
             "metrics_db_pool_size",
             "Connections the pool keeps open at most (without overflow).",
@@ -337,6 +347,10 @@ async def metrics_endpoint(request: Request) -> Response:
     if metrics is None:  # the router mounted without install(): nothing to show
         return Response(b"", media_type=CONTENT_TYPE)
     await metrics.refresh(getattr(request.app.state, "store", None))
+    committer = getattr(request.app.state, "committer", None)
+    if committer is not None:
+        metrics.group_commits.set(committer.commits)
+        metrics.group_requests.set(committer.requests)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE)
 
 

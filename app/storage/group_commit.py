@@ -49,6 +49,8 @@ class GroupCommitter:
         self.store = store
         self._queue: asyncio.Queue[tuple[SampleBatch, asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self.commits = 0  # transactions written
+        self.requests = 0  # requests they carried
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit")
@@ -83,6 +85,8 @@ class GroupCommitter:
         merged, maps = merge(batches)
         try:
             result = await self.store.append(merged, all_or_nothing=False)
+            self.commits += 1
+            self.requests += len(group)
         except BeforeHorizon:
             await self._commit_one_by_one(group)  # rare: find whose sample it was
             return
