@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import orjson
 from conftest import LiveServer
 
 T0_S = 1_764_763_200  # 2025-12-03T12:00:00Z
@@ -112,3 +115,44 @@ def test_acknowledged_writes_survive_a_kill(live_server: LiveServer) -> None:
     assert {(w, ts, v) for (w, ts), v in after.items()} <= sent
     body = {"metric_name": "durable", "value": 1, "timestamp": time.time(), "labels": {"w": "x"}}
     assert httpx.post(f"{live_server.base_url}/metrics/ingest", json=body).status_code == 201
+
+
+def test_sigterm_finishes_the_request_in_flight(live_server: LiveServer) -> None:
+    count = 50_000
+    body = orjson.dumps(
+        {
+            "metrics": [
+                {"metric_name": "inflight", "value": float(i), "timestamp": T0_S + i / 20}
+                for i in range(count)
+            ]
+        }
+    )
+    sent = threading.Event()
+
+    def upload() -> Iterator[bytes]:
+        for start in range(0, len(body), 65_536):
+            yield body[start : start + 65_536]
+        sent.set()  # the server has the whole body and is working on it
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(
+            httpx.post,
+            f"{live_server.base_url}/backfill/import",
+            content=upload(),
+            headers={"content-type": "application/json"},
+            timeout=60,
+        )
+        assert sent.wait(timeout=30)
+        assert live_server.process is not None
+        live_server.process.terminate()  # SIGTERM while the import is in flight
+        response = answer.result(timeout=60)
+    assert response.status_code == 201, response.text
+    assert response.json()["imported"] == count
+    # The server shuts down on its own after the answer; uvicorn re-raises SIGTERM on its way out.
+    assert live_server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    live_server.process = None
+    assert "Finished server process" in live_server.log_tail()
+    live_server.start()
+    params = {"metric_name": "inflight", **WINDOW, "limit": count + 1}
+    stored_now = httpx.get(f"{live_server.base_url}/query/raw", params=params, timeout=30).json()
+    assert sum(len(s["points"]) for s in stored_now["series"]) == count
