@@ -1,0 +1,295 @@
+"""Streaming import: NDJSON or CSV bodies of any size, read line by line in bounded memory and
+committed in chunks.
+
+Every `chunk_size` sample lines are validated (with the same checks and messages as the item form
+of `/backfill/import`) and written with one all-or-nothing transaction. A chunk is committed only
+once all its lines are valid, so when a line is bad, or a chunk is refused by the store, the chunks
+before it stay committed and that chunk and everything after it are not written. The answer says
+how much was committed, so a client can resume after the last committed line.
+
+Line numbers are 1-based and physical: the CSV header is line 1 and empty lines count (they are
+skipped, not imported).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+import orjson
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
+
+from app import observability
+from app.errors import BadRequest
+from app.matchers import LABEL_NAME_RE
+from app.storage.store import BeforeHorizon, CardinalityExceeded, Store
+from app.timeutil import now_ms
+from app.validation import BatchBuilder, InvalidInput, TimeBounds
+
+MAX_LINE_BYTES = 1024 * 1024
+DEFAULT_CHUNK_SIZE = 10_000
+DRAIN_LIMIT = 64 * 1024 * 1024  # read (and drop) at most this much after an error, see _drain
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl"})
+CSV_TYPES = frozenset({"text/csv"})
+BOM = b"\xef\xbb\xbf"
+
+Format = Literal["ndjson", "csv"]
+
+
+class StreamingImportResponse(BaseModel):
+    """The answer to a streaming (NDJSON or CSV) import."""
+
+    status: str = "ok"
+    imported: int = Field(description="Samples written.")
+    lines: int = Field(description="Lines read, counting the CSV header and empty lines.")
+    chunks: int = Field(description="Transactions committed, one per `chunk_size` samples.")
+
+
+def streaming_format(content_type: str | None) -> Format | None:
+    """`ndjson` or `csv` for the streaming media types; None for anything else (JSON)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media in NDJSON_TYPES:
+        return "ndjson"
+    if media in CSV_TYPES:
+        return "csv"
+    return None
+
+
+class LineTooLong(Exception):
+    """A line longer than MAX_LINE_BYTES."""
+
+    def __init__(self, line: int, limit: int) -> None:
+        super().__init__(f"line {line}: longer than {limit} bytes")
+
+
+@dataclass
+class StreamFailure(Exception):
+    """A line or a chunk that stops the import, with the HTTP status to answer."""
+
+    status: int
+    detail: str
+
+
+async def split_lines(
+    chunks: AsyncIterator[bytes], limit: int = MAX_LINE_BYTES
+) -> AsyncGenerator[bytes]:
+    """The lines of a byte stream, without their `\\n` or `\\r\\n`, whatever the chunk borders.
+    Holds at most one line plus one chunk."""
+    pending = bytearray()
+    number = 0
+    async for chunk in chunks:
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            number += 1
+            if end - start > limit + 1:  # +1: a \r that ends the line is not part of it
+                raise LineTooLong(number, limit)
+            yield _strip_cr(bytes(pending[start:end]), number, limit)
+            start = end + 1
+        del pending[:start]
+        if len(pending) > limit + 1:
+            raise LineTooLong(number + 1, limit)
+    if pending:
+        yield _strip_cr(bytes(pending), number + 1, limit)
+
+
+def _strip_cr(line: bytes, number: int, limit: int) -> bytes:
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if len(line) > limit:
+        raise LineTooLong(number, limit)
+    return line
+
+
+def _ndjson_item(line: bytes, where: str) -> dict[str, object]:
+    try:
+        item = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{where}not valid JSON ({exc})") from None
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where}must be a JSON object")
+    return item
+
+
+def _csv_cells(line: bytes, where: str) -> list[str]:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{where}not valid UTF-8") from None
+    try:
+        return next(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        raise InvalidInput(f"{where}not a valid CSV record ({exc})") from None
+
+
+def _csv_number(cell: str) -> object:
+    """A float when the cell reads as one; otherwise the text, for check_value to name."""
+    if not cell.strip():
+        return None
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
+
+
+FIXED_COLUMNS = ("metric_name", "value", "timestamp")
+
+
+def _check_header(columns: list[str], where: str) -> list[str]:
+    where = f"{where}CSV header: "
+    for required in ("metric_name", "value"):
+        if required not in columns:
+            raise InvalidInput(
+                f"{where}column {required!r} required (columns: metric_name, value, "
+                "optional timestamp, then one per label)"
+            )
+    for name in columns:
+        if columns.count(name) > 1:
+            raise InvalidInput(f"{where}column {name!r} appears more than once")
+        if name not in FIXED_COLUMNS and not LABEL_NAME_RE.fullmatch(name):
+            raise InvalidInput(f"{where}label column {name!r} must match ^[a-zA-Z_][a-zA-Z0-9_]*$")
+    return columns
+
+
+class CsvRows:
+    """CSV rows -> items. The first non-empty line is the header: `metric_name`, `value`, optional
+    `timestamp`; every other column is a label (an empty cell leaves it out)."""
+
+    def __init__(self, line: bytes, where: str) -> None:
+        columns = _check_header([name.strip() for name in _csv_cells(line, where)], where)
+        self.width = len(columns)
+        self.metric = columns.index("metric_name")
+        self.value = columns.index("value")
+        self.timestamp = columns.index("timestamp") if "timestamp" in columns else None
+        self.labels = [(i, name) for i, name in enumerate(columns) if name not in FIXED_COLUMNS]
+
+    def item(self, line: bytes, where: str) -> dict[str, object]:
+        cells = _csv_cells(line, where)
+        if len(cells) != self.width:
+            raise InvalidInput(
+                f"{where}{len(cells)} cells, but the header has {self.width} columns"
+            )
+        stamp = cells[self.timestamp].strip() if self.timestamp is not None else ""
+        return {
+            "metric_name": cells[self.metric],
+            "value": _csv_number(cells[self.value]),
+            "timestamp": stamp or None,
+            "labels": {name: cells[i] for i, name in self.labels if cells[i] != ""},
+        }
+
+
+@dataclass
+class ChunkedImport:
+    """Validates items into the current chunk and commits it every `chunk_size` samples."""
+
+    request: Request
+    store: Store
+    skew: timedelta
+    chunk_size: int
+    imported: int = 0
+    chunks: int = 0
+    committed_lines: int = 0
+    lines: int = 0
+    _builder: BatchBuilder | None = None
+    _line_numbers: list[int] = field(default_factory=list)
+
+    def add(self, item: dict[str, object], number: int) -> None:
+        if self._builder is None:
+            now = now_ms()
+            max_ms = now + round(self.skew.total_seconds() * 1000)
+            self._builder = BatchBuilder(TimeBounds(now_ms=now, max_ms=max_ms))
+        self._builder.add_item(item, f"line {number}: ")
+        self._line_numbers.append(number)
+
+    def full(self) -> bool:
+        return len(self._line_numbers) >= self.chunk_size
+
+    async def commit(self) -> None:
+        """Write the current chunk in one transaction (nothing to do when it is empty)."""
+        builder, numbers = self._builder, self._line_numbers
+        if builder is None or not numbers:
+            return
+        try:
+            result = await self.store.append(builder.build(), all_or_nothing=True)
+        except BeforeHorizon as exc:
+            raise StreamFailure(422, f"line {numbers[exc.position]}: {exc}") from None
+        except CardinalityExceeded as exc:
+            raise StreamFailure(429, f"lines {numbers[0]}-{numbers[-1]}: {exc}") from None
+        observability.count_ingested(self.request, result.written)
+        self.imported += result.written
+        self.chunks += 1
+        self.committed_lines = numbers[-1]
+        self._builder, self._line_numbers = None, []
+
+    def report(self) -> dict[str, object]:
+        return {"imported": self.imported, "committed_lines": self.committed_lines}
+
+
+async def _consume(lines: AsyncIterator[bytes], job: ChunkedImport, fmt: Format) -> None:
+    csv_rows: CsvRows | None = None
+    async for line in lines:
+        job.lines += 1
+        number = job.lines
+        if number == 1 and line.startswith(BOM):
+            line = line[len(BOM) :]
+        if not line.strip():
+            continue
+        where = f"line {number}: "
+        if fmt == "ndjson":
+            job.add(_ndjson_item(line, where), number)
+        elif csv_rows is None:
+            csv_rows = CsvRows(line, where)
+            continue
+        else:
+            job.add(csv_rows.item(line, where), number)
+        if job.full():
+            await job.commit()
+    if fmt == "csv" and csv_rows is None:
+        raise InvalidInput("body: a CSV import needs a header line (metric_name,value,...)")
+    await job.commit()
+
+
+async def _drain(chunks: AsyncIterator[bytes], limit: int = DRAIN_LIMIT) -> None:
+    """Read and drop what is left of the body (up to `limit` bytes) so the client, still
+    sending, gets to read the answer instead of a reset connection."""
+    seen = 0
+    try:
+        async for chunk in chunks:
+            seen += len(chunk)
+            if seen > limit:
+                return
+    except ClientDisconnect:
+        return
+
+
+def _failure(status: int, detail: str, job: ChunkedImport) -> JSONResponse:
+    body = {"detail": detail, **job.report(), "chunks": job.chunks}
+    return JSONResponse(body, status_code=status)
+
+
+async def stream_import(
+    request: Request, store: Store, skew: timedelta, fmt: Format, chunk_size: int
+) -> JSONResponse:
+    """Run a streaming import and build its answer: 201 with the counts, or the error with
+    what was committed before it (422 bad line, 413 line too long, 429 cardinality)."""
+    job = ChunkedImport(request, store, skew, chunk_size)
+    async with aclosing(request.stream()) as source:
+        try:
+            async with aclosing(split_lines(source)) as lines:
+                await _consume(lines, job, fmt)
+        except ClientDisconnect:  # nobody to answer; committed chunks stay
+            raise BadRequest("body: the client disconnected before sending all of it") from None
+        except (InvalidInput, LineTooLong, StreamFailure) as exc:
+            await _drain(source)
+            if isinstance(exc, StreamFailure):
+                return _failure(exc.status, exc.detail, job)
+            return _failure(413 if isinstance(exc, LineTooLong) else 422, str(exc), job)
+    answer = StreamingImportResponse(imported=job.imported, lines=job.lines, chunks=job.chunks)
+    return JSONResponse(answer.model_dump(), status_code=201)

@@ -1,0 +1,83 @@
+"""`python -m app.cli import FILE`, run as a user would, against a real server process."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from conftest import ROOT, LiveServer, free_port
+
+T0_S = 1_764_763_200
+WINDOW = {"start_time": "2025-12-03T11:00:00Z", "end_time": "2025-12-03T13:00:00Z"}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def stored(base_url: str, metric: str) -> list[float]:
+    answer = httpx.get(f"{base_url}/query/raw", params={"metric_name": metric, **WINDOW})
+    assert answer.status_code == 200, answer.text
+    return [p["value"] for s in answer.json()["series"] for p in s["points"]]
+
+
+def test_import_ndjson_and_csv_files_then_a_bad_line(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    base = ["--base-url", live_server.base_url]
+    lines = [
+        f'{{"metric_name": "cli_nd", "value": {i}, "timestamp": {T0_S + i}, "labels": {{}}}}'
+        for i in range(25)
+    ]
+    nd = tmp_path / "samples.jsonl"
+    nd.write_text("\n".join(lines) + "\n")
+    done = cli("import", str(nd), *base, "--chunk-size", "10")
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(
+        r"imported 25 samples from 25 lines in 3 chunks in \d+\.\d s\n", done.stdout
+    )
+    assert stored(live_server.base_url, "cli_nd") == [float(i) for i in range(25)]
+
+    data = tmp_path / "export.txt"
+    data.write_text(f"metric_name,value,timestamp,host\ncli_csv,1.5,{T0_S},a\n")
+    done = cli("import", str(data), *base, "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imported 1 samples from 2 lines in 1 chunks in ")
+    assert stored(live_server.base_url, "cli_csv") == [1.5]
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"metric_name,value,timestamp\ncli_bad,1,{T0_S}\ncli_bad,x,{T0_S + 1}\n")
+    done = cli("import", str(bad), *base, "--chunk-size", "1")
+    assert done.returncode == 1
+    assert "HTTP 422: line 3: value: required, a finite number" in done.stderr
+    assert "committed before the error: 1 samples, lines 1-2, in 1 chunks;" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_service_missing_file_and_unknown_format(tmp_path: Path) -> None:
+    data = tmp_path / "samples.ndjson"
+    data.write_text('{"metric_name": "x", "value": 1}\n')
+    done = cli("import", str(data), "--base-url", f"http://127.0.0.1:{free_port()}")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot reach http://127.0.0.1:")
+    assert "Traceback" not in done.stderr
+
+    done = cli("import", str(tmp_path / "missing.csv"))
+    assert done.returncode == 1
+    assert "missing.csv: no such file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    other = tmp_path / "samples.txt"
+    other.write_text("")
+    done = cli("import", str(other))
+    assert done.returncode == 1
+    assert "pass --format" in done.stderr
