@@ -9,6 +9,7 @@ built by running the migrations.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -171,6 +172,16 @@ def make_client(database_url: str) -> Iterator[Callable[..., TestClient]]:
     yield build
     for client in reversed(clients):
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def restore_app_logging() -> Iterator[None]:
+    """create_app replaces the `app` logger's handler; put the previous one back afterwards."""
+    logger = logging.getLogger("app")
+    handlers, level = logger.handlers[:], logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -38,24 +38,8 @@ WINDOW = {"start_time": iso(BASE_S - 3600), "end_time": iso(BASE_S + 3600)}
 
 
 @pytest.fixture
-def make_observed(make_client: Callable[..., TestClient]) -> Callable[..., TestClient]:
-    """Observability is installed in every app: the shared client factory."""
-    return make_client
-
-
-@pytest.fixture
-def observed(make_observed: Callable[..., TestClient]) -> TestClient:
-    return make_observed()
-
-
-@pytest.fixture
-def restore_app_logging() -> Iterator[None]:
-    """create_app replaces the `app` logger's handler; put the previous one back afterwards."""
-    logger = logging.getLogger("app")
-    handlers, level = logger.handlers[:], logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+def observed(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
 
 
 @contextmanager
@@ -143,8 +127,8 @@ def test_requests_are_counted_by_route_template_and_status(observed: TestClient)
     assert value(samples, "metrics_http_requests_in_progress") == 1
 
 
-def test_rejected_writes_are_counted_by_reason(make_observed: Callable[..., TestClient]) -> None:
-    client = make_observed(api_keys=["w"], max_batch=2, max_series_per_metric=1)
+def test_rejected_writes_are_counted_by_reason(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(api_keys=["w"], max_batch=2, max_series_per_metric=1)
     key = {"X-API-Key": "w"}
     assert client.post("/metrics/ingest", json=sample()).status_code == 401
     assert client.post("/metrics/ingest", json=sample(value="x"), headers=key).status_code == 422
@@ -242,8 +226,8 @@ def test_install_is_idempotent(database_url: str) -> None:
         assert list(client.get("/openapi.json").json()["paths"]).count("/metrics") == 1
 
 
-def test_separate_apps_have_separate_registries(make_observed: Callable[..., TestClient]) -> None:
-    first, second = make_observed(), make_observed()
+def test_separate_apps_have_separate_registries(make_client: Callable[..., TestClient]) -> None:
+    first, second = make_client(), make_client()
     assert first.post("/metrics/ingest", json=sample()).status_code == 201
     count = "metrics_http_requests_total"
     labels = {"method": "POST", "route": "/metrics/ingest", "status": "201"}

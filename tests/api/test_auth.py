@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
@@ -54,21 +53,6 @@ def assert_unauthorized(answer: httpx.Response, kind: str) -> None:
     assert f"a {kind} API key is required" in detail
     assert "Authorization: Bearer KEY" in detail and "X-API-Key: KEY" in detail
     assert answer.headers["www-authenticate"] == "Bearer"
-
-
-@pytest.fixture
-def make_observed(make_client: Callable[..., TestClient]) -> Callable[..., TestClient]:
-    """Observability is installed in every app: the shared client factory."""
-    return make_client
-
-
-@pytest.fixture
-def restore_app_logging() -> Iterator[None]:
-    logger = logging.getLogger("app")
-    handlers, level = logger.handlers[:], logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
 
 
 # -- writes ------------------------------------------------------------------------------------
@@ -162,12 +146,12 @@ def test_health_and_db_status_stay_open(make_client: Callable[..., TestClient]) 
     assert answer.status_code == 200 and answer.json()["status"] == "ok"
 
 
-def test_prometheus_metrics_need_the_read_key(make_observed: Callable[..., TestClient]) -> None:
-    client = make_observed(api_keys=["w1"], read_api_keys=["r1"])
+def test_prometheus_metrics_need_the_read_key(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(api_keys=["w1"], read_api_keys=["r1"])
     assert_unauthorized(client.get("/metrics"), "read")
     assert client.get("/metrics", headers=bearer("r1")).status_code == 200
     assert client.get("/metrics", headers=api_key("w1")).status_code == 200
-    open_reads = make_observed(api_keys=["w1"])
+    open_reads = make_client(api_keys=["w1"])
     assert open_reads.get("/metrics").status_code == 200
 
 
