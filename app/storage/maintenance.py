@@ -172,8 +172,9 @@ async def _record_horizons(conn: AsyncConnection, horizons: Mapping[str, int]) -
 
 
 async def read_horizons(conn: AsyncConnection) -> dict[str, int]:
-    cols = schema.raw_horizon.c
-    return dict((await conn.execute(select(cols.metric_name, cols.dropped_before))).all())
+    """metric ('*' for all) -> raw data before this has been dropped. Read on every write."""
+    rows = await dialect.fetch_small(conn, "SELECT metric_name, dropped_before FROM raw_horizon")
+    return {str(metric): int(before) for metric, before in rows}
 
 
 # -- retention overrides --------------------------------------------------------------------------

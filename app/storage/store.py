@@ -161,9 +161,8 @@ class Store:
             chosen = dedupe_last(sids, ts)
             if chosen is not None:
                 sids, ts, values = sids[chosen], ts[chosen], values[chosen]
-            await dialect.upsert_samples(conn, sids, ts, values)
-            for res in RESOLUTIONS:
-                await dialect.mark_dirty(conn, res.name, *bucket_pairs(sids, ts, res.ms))
+            marks = [(res.name, *bucket_pairs(sids, ts, res.ms)) for res in RESOLUTIONS]
+            await dialect.write_samples(conn, sids, ts, values, marks)
         # Only after commit: ids of series created in a rolled-back transaction must not be cached.
         for i, key in enumerate(batch.keys):
             if ids[i] >= 0:
