@@ -54,7 +54,12 @@ def key_in(key: str | None, keys: list[str]) -> bool:
     return found
 
 
-async def require_write_key(request: Request, settings: SettingsDep) -> None:
+# The key checks read the settings from the app directly rather than through a nested dependency:
+# they run on every request, ingestion included.
+
+
+async def require_write_key(request: Request) -> None:
+    settings: Settings = request.app.state.settings
     if settings.api_keys and not key_in(presented_key(request), settings.api_keys):
         raise HTTPException(
             401,
@@ -63,7 +68,8 @@ async def require_write_key(request: Request, settings: SettingsDep) -> None:
         )
 
 
-async def require_read_key(request: Request, settings: SettingsDep) -> None:
+async def require_read_key(request: Request) -> None:
+    settings: Settings = request.app.state.settings
     if settings.read_api_keys and not key_in(
         presented_key(request), settings.read_api_keys + settings.api_keys
     ):

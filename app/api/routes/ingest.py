@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app import observability
 from app.api.body import read_json
@@ -52,16 +52,18 @@ def _body_doc(model: str) -> dict[str, object]:
     openapi_extra=_body_doc("IngestSample"),
     summary="Ingest one sample",
 )
-async def ingest(
-    request: Request, settings: SettingsDep, committer: CommitterDep
-) -> dict[str, object]:
+async def ingest(request: Request, settings: SettingsDep, committer: CommitterDep) -> Response:
     """Answers 201 once the sample is committed. The same series and timestamp written twice
     keeps the last value."""
     body = await read_json(request, settings.max_body_bytes)
     batch = parse_single(body, _bounds(settings.max_future_skew))
     await committer.submit(batch)
     observability.count_ingested(request, len(batch))
-    return {"status": "ok"}
+    # A ready answer: the hottest route skips serializing a dict through IngestResponse.
+    return Response(INGESTED, status_code=201, media_type="application/json")
+
+
+INGESTED = b'{"status":"ok"}'
 
 
 NDJSON_EXAMPLE = (
