@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from app.api.deps import FiltersDep, MetricName, RangeDep, ReadKey, SettingsDep, StoreDep
 from app.api.responses import FastJSON
@@ -43,20 +46,48 @@ async def query_raw(
     store: StoreDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(gt=0, description="Most points in the answer.")] = 100_000,
-) -> dict[str, object]:
+) -> dict[str, object] | StreamingResponse:
     """Points ascending by time; series ordered by their labels. `truncated` says whether `limit`
-    (capped at MAX_QUERY_POINTS) cut the answer short."""
+    (capped at MAX_QUERY_POINTS) cut the answer short. Answers of more than 50,000 points are
+    streamed in chunks."""
     limit = min(limit, settings.max_query_points)
     series, truncated = await store.select_raw(
         metric_name, filters, time_range.start_ms, time_range.end_ms, limit
     )
-    return {
+    head: dict[str, object] = {
         "metric_name": metric_name,
         "start_time": time_range.start_text,
         "end_time": time_range.end_text,
-        "series": [_raw_series(s) for s in series],
-        "truncated": truncated,
     }
+    if sum(s.ts.size for s in series) > STREAM_ABOVE_POINTS:
+        return StreamingResponse(
+            _stream_raw(head, series, truncated), media_type="application/json"
+        )
+    return {**head, "series": [_raw_series(s) for s in series], "truncated": truncated}
+
+
+STREAM_ABOVE_POINTS = 50_000
+STREAM_CHUNK_POINTS = 10_000
+
+
+def _stream_raw(
+    head: dict[str, object], series: list[SeriesData], truncated: bool
+) -> Iterator[bytes]:
+    """The same JSON as the plain answer, encoded a chunk of points at a time: a large answer is
+    never held as one Python object per point."""
+    yield orjson.dumps(head)[:-1] + b',"series":['
+    for i, data in enumerate(series):
+        yield (b"," if i else b"") + b'{"labels":' + orjson.dumps(data.labels) + b',"points":['
+        for start in range(0, data.ts.size, STREAM_CHUNK_POINTS):
+            part = SeriesData(
+                data.labels,
+                data.ts[start : start + STREAM_CHUNK_POINTS],
+                data.values[start : start + STREAM_CHUNK_POINTS],
+            )
+            points = orjson.dumps(_raw_series(part)["points"])[1:-1]
+            yield (b"," if start else b"") + points
+        yield b"]}"
+    yield b'],"truncated":' + (b"true" if truncated else b"false") + b"}"
 
 
 def _raw_series(data: SeriesData) -> dict[str, object]:
