@@ -15,7 +15,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from app.services.streaming_import import LineTooLong, split_lines
+from app.api.streaming_import import LineTooLong, split_lines
 
 T0 = "2025-12-03T12:00:00Z"
 T0_S = 1_764_763_200  # T0 in epoch seconds

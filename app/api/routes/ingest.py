@@ -11,14 +11,14 @@ from fastapi.responses import JSONResponse, Response
 from app import observability
 from app.api.body import read_json
 from app.api.deps import CommitterDep, SettingsDep, StoreDep, WriteKey
-from app.schemas import BackfillResponse, ErrorResponse, IngestResponse
-from app.services.streaming_import import (
+from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
     MAX_LINE_BYTES,
     StreamingImportResponse,
     stream_import,
     streaming_format,
 )
+from app.schemas import BackfillResponse, ErrorResponse, IngestResponse
 from app.timeutil import now_ms
 from app.validation import InvalidInput, TimeBounds, parse_import, parse_single
 
