@@ -475,7 +475,7 @@ def test_only_the_page_its_files_and_allow_listed_vendor_files_are_served(live_s
         assert '<canvas id="chart"' in page.text
     served = {
         "/vendor/chart.js/chart.umd.min.js": "text/javascript",
-        "/static/dashboard.js": "text/javascript",
+        "/static/dashboard/main.js": "text/javascript",
         "/static/dashboard.css": "text/css",
     }
     for path, media_type in served.items():
