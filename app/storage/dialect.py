@@ -46,9 +46,9 @@ async def write_samples(
     if not is_postgres(conn):
         await _sqlite_write_in_one_call(conn, sids, ts, values, marks)
         return
-    await upsert_samples(conn, sids, ts, values)
+    await _postgres_upsert_samples(conn, sids, ts, values)
     for resolution, mark_sids, buckets in marks:
-        await mark_dirty(conn, resolution, mark_sids, buckets)
+        await _postgres_mark_dirty(conn, resolution, mark_sids, buckets)
 
 
 async def _sqlite_write_in_one_call(
@@ -82,26 +82,21 @@ async def _sqlite_write_in_one_call(
     await driver._execute(write, driver._conn)
 
 
-async def upsert_samples(
+async def _postgres_upsert_samples(
     conn: AsyncConnection, sids: np.ndarray, ts: np.ndarray, values: np.ndarray
 ) -> None:
     """Insert or overwrite (last write wins). Input holds each (series, ts) at most once."""
     if sids.size == 0:
         return
-    if is_postgres(conn):
-        if await _copy_new_rows(conn, "samples", ("series_id", "ts", "value"), sids, ts, values):
-            return
-        await conn.execute(
-            text(
-                "INSERT INTO samples (series_id, ts, value) SELECT * FROM unnest(CAST(:sids AS"
-                " integer[]), CAST(:ts AS bigint[]), CAST(:vals AS double precision[]))"
-                " ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value"
-            ),
-            {"sids": sids.tolist(), "ts": ts.tolist(), "vals": values.tolist()},
-        )
+    if await _copy_new_rows(conn, "samples", ("series_id", "ts", "value"), sids, ts, values):
         return
-    await conn.exec_driver_sql(
-        SQLITE_UPSERT, list(zip(sids.tolist(), ts.tolist(), values.tolist(), strict=True))
+    await conn.execute(
+        text(
+            "INSERT INTO samples (series_id, ts, value) SELECT * FROM unnest(CAST(:sids AS"
+            " integer[]), CAST(:ts AS bigint[]), CAST(:vals AS double precision[]))"
+            " ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value"
+        ),
+        {"sids": sids.tolist(), "ts": ts.tolist(), "vals": values.tolist()},
     )
 
 
@@ -127,29 +122,23 @@ async def _copy_new_rows(
     return True
 
 
-async def mark_dirty(
+async def _postgres_mark_dirty(
     conn: AsyncConnection, resolution: str, sids: np.ndarray, buckets: np.ndarray
 ) -> None:
-    """Record that these (series, bucket) pairs changed. Pairs are unique and sorted."""
+    """Record that these (series, bucket) pairs changed. Pairs are unique and sorted. New marks
+    go by COPY; a mark that exists is touched instead (row lock, see the module doc)."""
     if sids.size == 0:
         return
     table = f"rollup_dirty_{resolution}"
-    if is_postgres(conn):
-        # New marks: COPY. A mark that exists is touched instead (row lock, see module doc).
-        if await _copy_new_rows(conn, table, ("series_id", "bucket"), sids, buckets):
-            return
-        await conn.execute(
-            text(
-                f"INSERT INTO {table} (series_id, bucket) SELECT * FROM unnest("
-                "CAST(:sids AS integer[]), CAST(:buckets AS bigint[]))"
-                " ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket"
-            ),
-            {"sids": sids.tolist(), "buckets": buckets.tolist()},
-        )
+    if await _copy_new_rows(conn, table, ("series_id", "bucket"), sids, buckets):
         return
-    await conn.exec_driver_sql(
-        f"INSERT INTO {table} (series_id, bucket) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        list(zip(sids.tolist(), buckets.tolist(), strict=True)),
+    await conn.execute(
+        text(
+            f"INSERT INTO {table} (series_id, bucket) SELECT * FROM unnest("
+            "CAST(:sids AS integer[]), CAST(:buckets AS bigint[]))"
+            " ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket"
+        ),
+        {"sids": sids.tolist(), "buckets": buckets.tolist()},
     )
 
 
