@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.timeutil import to_ms
+
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 MAX_DURATION_SECONDS = 100 * 366 * 86400
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -41,7 +43,7 @@ def parse_duration(value: object) -> timedelta:
 
 def format_duration(value: timedelta) -> str:
     """The shortest exact spelling of a duration (`7d`, `90m`, `30s`, `250ms`)."""
-    ms = round(value.total_seconds() * 1000)
+    ms = to_ms(value)
     for unit, factor in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
         if ms and ms % factor == 0:
             return f"{ms // factor}{unit}"

@@ -63,6 +63,42 @@ def _server_timing(elapsed_ms: float) -> tuple[bytes, bytes]:
     return b"server-timing", f"app;dur={elapsed_ms:.2f}".encode()
 
 
+# Per-job gauges read from the job's last recorded run: (name, help, job_runs column, scale).
+JOB_GAUGES = (
+    (
+        "metrics_job_last_duration_seconds",
+        "Duration of the job's last run.",
+        "last_duration_ms",
+        0.001,
+    ),
+    (
+        "metrics_job_last_run_timestamp_seconds",
+        "Unix time the job's last run started.",
+        "last_started_ms",
+        0.001,
+    ),
+    (
+        "metrics_job_last_finished_timestamp_seconds",
+        "Unix time the job's last run finished.",
+        "last_finished_ms",
+        0.001,
+    ),
+    (
+        "metrics_job_last_error_timestamp_seconds",
+        "Unix time of the job's last failure (absent if it never failed).",
+        "last_error_ms",
+        0.001,
+    ),
+    (
+        "metrics_job_last_buckets_written",
+        "Rollup buckets written by the job's last run.",
+        "buckets_written",
+        1.0,
+    ),
+    ("metrics_job_last_rows_dropped", "Rows dropped by the job's last run.", "rows_dropped", 1.0),
+)
+
+
 class Metrics:
     """One app's registry and the metrics in it."""
 
@@ -106,48 +142,19 @@ class Metrics:
             registry=r,
         )
         self.job_runs = Gauge("metrics_job_runs", "Runs recorded per job.", ["job"], registry=r)
-        self.job_duration = Gauge(
-            "metrics_job_last_duration_seconds",
-            "Duration of the job's last run.",
-            ["job"],
-            registry=r,
-        )
-        self.job_started = Gauge(
-            "metrics_job_last_run_timestamp_seconds",
-            "Unix time the job's last run started.",
-            ["job"],
-            registry=r,
-        )
-        self.job_finished = Gauge(
-            "metrics_job_last_finished_timestamp_seconds",
-            "Unix time the job's last run finished.",
-            ["job"],
-            registry=r,
-        )
         self.job_ok = Gauge(
             "metrics_job_last_success",
             "1 when the job's last run succeeded, else 0.",
             ["job"],
             registry=r,
         )
-        self.job_error_at = Gauge(
-            "metrics_job_last_error_timestamp_seconds",
-            "Unix time of the job's last failure (absent if it never failed).",
-            ["job"],
-            registry=r,
-        )
-        self.job_buckets = Gauge(
-            "metrics_job_last_buckets_written",
-            "Rollup buckets written by the job's last run.",
-            ["job"],
-            registry=r,
-        )
-        self.job_dropped = Gauge(
-            "metrics_job_last_rows_dropped",
-            "Rows dropped by the job's last run.",
-            ["job"],
-            registry=r,
-        )
+        self.job_values = {
+            key: (
+                Gauge(name, doc, ["job"], registry=r),
+                scale,
+            )
+            for name, doc, key, scale in JOB_GAUGES
+        }
         self.group_commits = Gauge(
             "metrics_ingest_group_commits",
             "Transactions written by single-sample ingestion since start (group commit).",
@@ -206,14 +213,7 @@ class Metrics:
 
         self.job_runs.labels(job).set(number("runs") or 0)
         self.job_ok.labels(job).set(1 if row.get("last_status") == "ok" else 0)
-        for gauge, key, scale in (
-            (self.job_duration, "last_duration_ms", 0.001),
-            (self.job_started, "last_started_ms", 0.001),
-            (self.job_finished, "last_finished_ms", 0.001),
-            (self.job_error_at, "last_error_ms", 0.001),
-            (self.job_buckets, "buckets_written", 1.0),
-            (self.job_dropped, "rows_dropped", 1.0),
-        ):
+        for key, (gauge, scale) in self.job_values.items():
             value = number(key)
             if value is not None:
                 gauge.labels(job).set(value * scale)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 MS_PER_SECOND = 1000
+
+
+def to_ms(delta: timedelta) -> int:
+    """A duration in whole milliseconds."""
+    return round(delta.total_seconds() * 1000)
 
 
 def now_ms() -> int:

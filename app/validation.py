@@ -12,11 +12,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 
 from app.matchers import LABEL_NAME_RE, canonical_labels, fingerprint
-from app.timeutil import TimeParseError, parse_time_ms
+from app.timeutil import TimeParseError, now_ms, parse_time_ms, to_ms
 
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 MAX_METRIC_NAME = 255
@@ -56,6 +57,11 @@ class TimeBounds:
 
     now_ms: int
     max_ms: int
+
+    @classmethod
+    def starting_now(cls, max_future_skew: timedelta) -> TimeBounds:
+        now = now_ms()
+        return cls(now_ms=now, max_ms=now + to_ms(max_future_skew))
 
 
 def check_metric_name(name: object, where: str) -> str:

@@ -12,7 +12,7 @@ from app.config import Settings
 from app.matchers import Matcher, parse_label_params, parse_match
 from app.storage.group_commit import GroupCommitter
 from app.storage.store import Store
-from app.timeutil import format_ms, now_ms, parse_time_ms
+from app.timeutil import format_ms, now_ms, parse_time_ms, to_ms
 
 HOUR_MS = 3_600_000
 
@@ -107,7 +107,7 @@ async def time_range(
     start = _parse_param("start_time", start_time) if start_time is not None else end - HOUR_MS
     if start > end:
         raise HTTPException(422, "start_time: must not be after end_time")
-    longest = round(settings.max_query_range.total_seconds() * 1000)
+    longest = to_ms(settings.max_query_range)
     if end - start > longest:
         raise HTTPException(
             422, f"start_time: the range is longer than MAX_QUERY_RANGE ({longest // 86_400_000}d)"

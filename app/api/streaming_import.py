@@ -30,7 +30,6 @@ from app import observability
 from app.errors import BadRequest
 from app.matchers import LABEL_NAME_RE
 from app.storage.store import BeforeHorizon, CardinalityExceeded, Store
-from app.timeutil import now_ms
 from app.validation import BatchBuilder, InvalidInput, TimeBounds
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -202,9 +201,7 @@ class ChunkedImport:
 
     def add(self, item: dict[str, object], number: int) -> None:
         if self._builder is None:
-            now = now_ms()
-            max_ms = now + round(self.skew.total_seconds() * 1000)
-            self._builder = BatchBuilder(TimeBounds(now_ms=now, max_ms=max_ms))
+            self._builder = BatchBuilder(TimeBounds.starting_now(self.skew))
         self._builder.add_item(item, f"line {number}: ")
         self._line_numbers.append(number)
 

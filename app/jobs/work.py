@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from app.config import Settings
 from app.services.retention import plan_retention
 from app.services.rollup import RESOLUTIONS, closed_before
 from app.storage.store import Store
+from app.timeutil import to_ms
 
 
 @dataclass(frozen=True)
@@ -19,21 +19,17 @@ class JobOutcome:
     detail: str = ""
 
 
-def _ms(delta: timedelta) -> int:
-    return round(delta.total_seconds() * 1000)
-
-
 def closed_boundaries(settings: Settings, now: int) -> dict[str, int]:
-    grace = _ms(settings.rollup_grace)
+    grace = to_ms(settings.rollup_grace)
     return {res.name: closed_before(now, grace, res) for res in RESOLUTIONS}
 
 
 def retention_defaults(settings: Settings) -> dict[str, int]:
     return {
-        "raw": _ms(settings.retention_raw),
-        "1m": _ms(settings.retention_1m),
-        "5m": _ms(settings.retention_5m),
-        "1h": _ms(settings.retention_1h),
+        "raw": to_ms(settings.retention_raw),
+        "1m": to_ms(settings.retention_1m),
+        "5m": to_ms(settings.retention_5m),
+        "1h": to_ms(settings.retention_1h),
     }
 
 

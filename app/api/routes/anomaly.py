@@ -13,7 +13,7 @@ from app.config import parse_duration
 from app.schemas import AnomalyResponse, ErrorResponse
 from app.services import anomaly
 from app.services.rollup import BY_NAME
-from app.timeutil import format_ms_array
+from app.timeutil import format_ms_array, to_ms
 
 router = APIRouter(
     tags=["anomaly detection"], dependencies=[ReadKey], default_response_class=FastJSON
@@ -97,7 +97,7 @@ def _lookback_ms(lookback: str | None, window: str | None) -> int:
     if lookback is None:
         return 60 * BY_NAME[window].ms if window else 3_600_000
     try:
-        lookback_ms = round(parse_duration(lookback).total_seconds() * 1000)
+        lookback_ms = to_ms(parse_duration(lookback))
     except ValueError as exc:
         raise HTTPException(422, f"lookback: {exc}") from None
     if lookback_ms <= 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -19,7 +18,6 @@ from app.api.streaming_import import (
     streaming_format,
 )
 from app.schemas import BackfillResponse, ErrorResponse, IngestResponse
-from app.timeutil import now_ms
 from app.validation import InvalidInput, TimeBounds, parse_import, parse_single
 
 router = APIRouter(tags=["ingestion"], dependencies=[WriteKey])
@@ -32,11 +30,6 @@ ERRORS = {
     429: {"model": ErrorResponse, "description": "Cardinality limit reached"},
     503: {"model": ErrorResponse, "description": "Database unavailable"},
 }
-
-
-def _bounds(skew: timedelta) -> TimeBounds:
-    now = now_ms()
-    return TimeBounds(now_ms=now, max_ms=now + round(skew.total_seconds() * 1000))
 
 
 def _body_doc(model: str) -> dict[str, object]:
@@ -56,7 +49,7 @@ async def ingest(request: Request, settings: SettingsDep, committer: CommitterDe
     """Answers 201 once the sample is committed. The same series and timestamp written twice
     keeps the last value."""
     body = await read_json(request, settings.max_body_bytes)
-    batch = parse_single(body, _bounds(settings.max_future_skew))
+    batch = parse_single(body, TimeBounds.starting_now(settings.max_future_skew))
     await committer.submit(batch)
     observability.count_ingested(request, len(batch))
     # A ready answer: the hottest route skips serializing a dict through IngestResponse.
@@ -147,7 +140,9 @@ async def backfill(
             raise InvalidInput(f"chunk_size: {size} is more than MAX_BATCH ({settings.max_batch})")
         return await stream_import(request, store, settings.max_future_skew, fmt, size)
     body = await read_json(request, settings.max_body_bytes)
-    batch = parse_import(body, _bounds(settings.max_future_skew), settings.max_batch)
+    batch = parse_import(
+        body, TimeBounds.starting_now(settings.max_future_skew), settings.max_batch
+    )
     result = await store.append(batch, all_or_nothing=True)
     observability.count_ingested(request, result.written)
     return {"status": "ok", "imported": result.written, "series": len(batch.keys)}

@@ -11,7 +11,7 @@ from app.api.deps import ReadKey, SettingsDep, StoreDep, WriteKey
 from app.config import format_duration, parse_duration
 from app.jobs.work import retention_defaults
 from app.services.retention import KINDS, effective_policy
-from app.timeutil import format_ms
+from app.timeutil import format_ms, to_ms
 from app.validation import InvalidInput, check_metric_name
 
 router = APIRouter(tags=["jobs and retention"])
@@ -97,7 +97,7 @@ async def set_retention(
             values[kind] = None
             continue
         try:
-            ms = round(parse_duration(text).total_seconds() * 1000)
+            ms = to_ms(parse_duration(text))
         except ValueError as exc:
             raise HTTPException(422, f"{kind}: {exc}") from None
         if ms < 3_600_000:
