@@ -313,13 +313,15 @@ class Store:
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def find_series(self, metric: str, matchers: Sequence[Matcher]) -> list[SeriesRef]:
+    @staticmethod
+    async def _find_series(
+        conn: AsyncConnection, metric: str, matchers: Sequence[Matcher]
+    ) -> list[SeriesRef]:
         """Series of a metric matching the filters; raises UnknownMetric if it has none at all."""
-        async with self.engines.reader.connect() as conn:
-            refs = await reads.find_series(conn, metric, matchers)
-            if not refs and not await reads.metric_exists(conn, metric):
-                raise UnknownMetric(metric)
-            return refs
+        refs = await reads.find_series(conn, metric, matchers)
+        if not refs and not await reads.metric_exists(conn, metric):
+            raise UnknownMetric(metric)
+        return refs
 
     def _deadline(self) -> asyncio.Timeout:
         """QUERY_TIMEOUT for one query: past it, the query is cancelled with QueryTimeout."""
@@ -329,10 +331,9 @@ class Store:
         self, metric: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int
     ) -> tuple[list[SeriesData], bool]:
         try:
-            async with self._deadline():
-                refs = await self.find_series(metric, matchers)
-                async with self.engines.reader.connect() as conn:
-                    return await reads.select_raw(conn, refs, start_ms, end_ms, limit)
+            async with self._deadline(), self.engines.reader.connect() as conn:
+                refs = await self._find_series(conn, metric, matchers)
+                return await reads.select_raw(conn, refs, start_ms, end_ms, limit)
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
 
@@ -345,15 +346,14 @@ class Store:
         end_ms: int,
     ) -> tuple[list[RollupData], int | None]:
         try:
-            async with self._deadline():
-                refs = await self.find_series(metric, matchers)
-                async with self.engines.reader.connect() as conn:
-                    if self.backend == "postgresql":
-                        # Stored, live-tail and invalidated buckets come from three statements:
-                        # one snapshot for all, or a job committing between them shows a bucket
-                        # twice or not at all.
-                        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-                    return await reads.select_rollup(conn, refs, res, start_ms, end_ms)
+            async with self._deadline(), self.engines.reader.connect() as conn:
+                if self.backend == "postgresql":
+                    # Stored, live-tail and invalidated buckets come from three statements:
+                    # one snapshot for all, or a job committing between them shows a bucket
+                    # twice or not at all.
+                    conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                refs = await self._find_series(conn, metric, matchers)
+                return await reads.select_rollup(conn, refs, res, start_ms, end_ms)
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
 
