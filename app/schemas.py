@@ -125,13 +125,6 @@ class AnomalyResponse(BaseModel):
     series: list[AnomalySeries]
 
 
-class RetentionPolicy(BaseModel):
-    raw: str | None = Field(None, examples=["7d"])
-    m1: str | None = Field(None, alias="1m", examples=["30d"])
-    m5: str | None = Field(None, alias="5m", examples=["90d"])
-    h1: str | None = Field(None, alias="1h", examples=["365d"])
-
-
 class ErrorResponse(BaseModel):
     detail: Any
 

@@ -49,10 +49,6 @@ class QueryTimeout(RuntimeError):
         )
 
 
-class StoreUnavailable(RuntimeError):
-    """The database cannot be reached or answered with a connection-level error."""
-
-
 @dataclass(eq=False)
 class CardinalityExceeded(Exception):
     metric: str
