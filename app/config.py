@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
     log_level: str = Field("INFO", description="Python logging level.")
+    access_log: bool = Field(
+        True,
+        description="One log line per request (logger app.access); /metrics counts them anyway.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
+from starlette.types import Receive, Scope, Send
 
 from app import observability
+from app.api import hot_ingest
 from app.api.routes import anomaly, dashboard, health, ingest, jobs, query
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
@@ -31,12 +34,39 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class MetricsApp(FastAPI):
+    """FastAPI, with plain single-sample writes answered below the framework once the app has
+    started (app.api.hot_ingest says why and how)."""
+
+    hot_ingest: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.hot_ingest is not None and hot_ingest.is_hot(scope):
+            await self.hot_ingest(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    def serve_hot_ingest(self, committer: GroupCommitter | None) -> None:
+        """Start (with the running committer) or stop answering writes below the framework."""
+        if committer is None:
+            self.hot_ingest = None
+            return
+        self.hot_ingest = functools.partial(
+            hot_ingest.ingest,
+            settings=self.state.settings,
+            committer=committer,
+            recorder=self.state.request_recorder,
+            handlers=self.exception_handlers,
+            framework=super().__call__,
+        )
+
+
+def create_app(settings: Settings | None = None) -> MetricsApp:
     settings = settings or get_settings()
     configure_logging(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: MetricsApp) -> AsyncIterator[None]:
         await _migrate(settings)
         store = Store.open(settings)
         committer = GroupCommitter(store)
@@ -45,17 +75,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.scheduler_enabled:
             scheduler.start()
         app.state.store, app.state.committer = store, committer
+        app.serve_hot_ingest(committer)
         _tune_gc()
         log.info("serving on %s (%s)", settings.backend, _safe_url(settings.database_url))
         observability.warn_if_exposed(observability.bind_host(), settings)
         try:
             yield
         finally:
+            app.serve_hot_ingest(None)
             await scheduler.stop()
             await committer.stop()
             await store.close()
 
-    app = FastAPI(
+    app = MetricsApp(
         title="Metrics service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
     )
     app.state.settings = settings

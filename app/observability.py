@@ -253,54 +253,37 @@ def route_template(scope: Scope) -> str:
 # -- middleware -----------------------------------------------------------------------------
 
 
-class ObservabilityMiddleware:
-    """Counts and times every HTTP request and logs one line for it (no headers, no query)."""
+class RequestRecorder:
+    """What every HTTP request leaves behind: its count and latency in the registry, one
+    access-log line (no headers, no query) and a `Server-Timing` header on its answer. Shared by
+    the middleware and by the framework-free ingest path (app.api.hot_ingest)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, settings: Settings) -> None:
-        self.app = app
+    def __init__(self, metrics: Metrics, settings: Settings) -> None:
         self.metrics = metrics
         self.settings = settings
+        self.log_access = settings.access_log
         self._exposure_checked = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+    def first_request(self, scope: Scope) -> None:
+        """On the first request, warn if its socket's local address is beyond loopback."""
+        if self._exposure_checked:
             return
-        if not self._exposure_checked:
-            self._exposure_checked = True
-            server = scope.get("server")
-            if server and _is_ip(str(server[0])):  # a real socket's local address
-                _warn_exposed(str(server[0]), self.settings)
-        started = time.perf_counter()
-        status: int | None = None
+        self._exposure_checked = True
+        server = scope.get("server")
+        if server and _is_ip(str(server[0])):  # a real socket's local address
+            _warn_exposed(str(server[0]), self.settings)
 
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                # Time spent in the server until the answer starts (W3C Server-Timing).
-                elapsed_ms = (time.perf_counter() - started) * 1000
-                headers = [*message.get("headers", []), _server_timing(elapsed_ms)]
-                message = {**message, "headers": headers}
-            await send(message)
+    @staticmethod
+    def server_timing(started: float) -> tuple[bytes, bytes]:
+        """Time spent in the server until the answer starts (W3C Server-Timing)."""
+        return _server_timing((time.perf_counter() - started) * 1000)
 
-        self.metrics.in_progress.inc()
-        try:
-            await self.app(scope, receive, send_and_note)
-        except Exception:
-            status = status or 500
-            raise
-        except BaseException:  # cancelled: the client went away before an answer
-            status = status or 499
-            raise
-        finally:
-            self.metrics.in_progress.dec()
-            self._record(scope, status or 500, time.perf_counter() - started)
-
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+    def record(self, scope: Scope, route: str, status: int, started: float) -> None:
+        seconds = time.perf_counter() - started
         method = str(scope.get("method", ""))
-        route = route_template(scope)
         self.metrics.observe(method, route, status, seconds)
+        if not (self.log_access and access_log.isEnabledFor(logging.INFO)):
+            return
         path = str(scope.get("path", ""))
         duration_ms = round(seconds * 1000, 3)
         access_log.info(
@@ -319,6 +302,44 @@ class ObservabilityMiddleware:
                 }
             },
         )
+
+
+class ObservabilityMiddleware:
+    """Counts and times every HTTP request and logs one line for it (see RequestRecorder)."""
+
+    def __init__(self, app: ASGIApp, recorder: RequestRecorder) -> None:
+        self.app = app
+        self.recorder = recorder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        recorder = self.recorder
+        recorder.first_request(scope)
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [*message.get("headers", []), recorder.server_timing(started)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        recorder.metrics.in_progress.inc()
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception:
+            status = status or 500
+            raise
+        except BaseException:  # cancelled: the client went away before an answer
+            status = status or 499
+            raise
+        finally:
+            recorder.metrics.in_progress.dec()
+            recorder.record(scope, route_template(scope), status or 500, started)
 
 
 # -- the /metrics endpoint ------------------------------------------------------------------
@@ -367,8 +388,9 @@ def install(app: FastAPI) -> None:
     metrics = Metrics()
     app.state.observability = metrics
     app.state.metrics_registry = metrics.registry
-    settings: Settings = app.state.settings
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics, settings=settings)
+    recorder = RequestRecorder(metrics, app.state.settings)
+    app.state.request_recorder = recorder
+    app.add_middleware(ObservabilityMiddleware, recorder=recorder)
     app.include_router(router)
 
 

@@ -279,6 +279,24 @@ def test_access_log_lines_in_text_format(
     assert " INFO app.access GET /query/raw 404 " in lines[0] and lines[0].endswith("ms")
 
 
+@pytest.mark.usefixtures("restore_app_logging")
+def test_access_log_off_still_counts_every_request(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(test_settings(database_url, access_log=False))
+    with TestClient(app) as client:
+        capsys.readouterr()
+        assert client.post("/metrics/ingest", json=sample()).status_code == 201
+        assert client.post("/metrics/ingest", json={"metric_name": "1bad"}).status_code == 422
+        assert client.get("/query/raw", params={"metric_name": "nope"}).status_code == 404
+        counted = scrape(client)
+    assert " app.access " not in capsys.readouterr().err
+    count = "metrics_http_requests_total"
+    for route, status in (("/metrics/ingest", "201"), ("/metrics/ingest", "422")):
+        assert value(counted, count, method="POST", route=route, status=status) == 1
+    assert value(counted, count, method="GET", route="/query/raw", status="404") == 1
+
+
 # -- exposure warning --------------------------------------------------------------------------
 
 
@@ -354,7 +372,8 @@ def test_middleware_warns_once_for_a_request_on_a_public_address(tmp_path: Path)
         await send({"type": "http.response.body", "body": b""})
 
     settings = test_settings(f"sqlite:///{tmp_path / 'm.db'}")
-    middleware = observability.ObservabilityMiddleware(answer, observability.Metrics(), settings)
+    recorder = observability.RequestRecorder(observability.Metrics(), settings)
+    middleware = observability.ObservabilityMiddleware(answer, recorder)
 
     async def call(server: tuple[str, int]) -> None:
         scope = {"type": "http", "method": "GET", "path": "/x", "server": server, "headers": []}
