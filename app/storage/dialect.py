@@ -10,12 +10,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
+import asyncpg
 import numpy as np
 from sqlalchemy import ColumnElement, func, text, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.storage import schema
@@ -23,6 +27,7 @@ from app.storage import schema
 DAY_MS = 86_400_000
 PARTITION_LOCK_KEY = 7_263_002
 SERIES_LOCK_KEY = 7_263_003
+T = TypeVar("T")
 
 
 def is_postgres(conn: AsyncConnection) -> bool:
@@ -61,25 +66,80 @@ async def _sqlite_write_in_one_call(
     """All the statements in one call on aiosqlite's thread, inside the open transaction.
 
     Through SQLAlchemy each small statement costs several round trips between the event loop and
-    that thread; group-committed single samples paid more for those than for the writes. This
-    uses aiosqlite's `_execute` (run a function on its thread), a private API of the pinned
-    version that every write test exercises."""
-    driver: Any = (await conn.get_raw_connection()).driver_connection
-    sample_rows = list(zip(sids.tolist(), ts.tolist(), values.tolist(), strict=True))
-    mark_rows = [
-        (f"rollup_dirty_{res}", list(zip(s.tolist(), b.tolist(), strict=True)))
-        for res, s, b in marks
-    ]
+    that thread; group-committed single samples paid more for those than for the writes."""
+    driver = await _driver(conn)
+    with driver_errors(SQLITE_UPSERT):
+        await driver._execute(sqlite_write, driver._conn, sids, ts, values, marks)
 
-    def write(db: Any) -> None:
-        db.executemany(SQLITE_UPSERT, sample_rows)
-        for table, rows in mark_rows:
-            db.executemany(
-                f"INSERT INTO {table} (series_id, bucket) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                rows,
-            )
 
-    await driver._execute(write, driver._conn)
+def sqlite_write(
+    db: sqlite3.Connection,
+    sids: np.ndarray,
+    ts: np.ndarray,
+    values: np.ndarray,
+    marks: Sequence[tuple[str, np.ndarray, np.ndarray]],
+) -> None:
+    """Upsert samples and their marks through the sqlite3 connection itself (its own thread)."""
+    db.executemany(SQLITE_UPSERT, zip(sids.tolist(), ts.tolist(), values.tolist(), strict=True))
+    for resolution, mark_sids, buckets in marks:
+        db.executemany(
+            f"INSERT INTO rollup_dirty_{resolution} (series_id, bucket) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
+            zip(mark_sids.tolist(), buckets.tolist(), strict=True),
+        )
+
+
+async def sqlite_transaction(conn: AsyncConnection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work` in one BEGIN IMMEDIATE ... COMMIT, run on aiosqlite's thread: one round trip for
+    the whole transaction. `conn` must not be in a transaction of SQLAlchemy's."""
+    driver = await _driver(conn)
+
+    def run(db: sqlite3.Connection) -> T:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(db)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return result
+
+    with driver_errors("BEGIN IMMEDIATE"):
+        result: T = await driver._execute(run, driver._conn)
+    return result
+
+
+@contextlib.contextmanager
+def driver_errors(statement: str) -> Iterator[None]:
+    """Raise what the driver raises as SQLAlchemy would have, for statements sent to the driver
+    directly: one kind of error reaches the handlers (503 when the database is unreachable)."""
+    try:
+        yield
+    except DBAPIError:
+        raise
+    except DRIVER_UNREACHABLE as exc:
+        raise OperationalError(statement, None, exc) from exc
+    except (sqlite3.Error, asyncpg.PostgresError) as exc:
+        raise DBAPIError(statement, None, exc) from exc
+
+
+# What a driver raises when the database cannot be reached or the connection broke.
+DRIVER_UNREACHABLE = (
+    sqlite3.OperationalError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+    OSError,
+)
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The driver's connection under `conn`: asyncpg's, or aiosqlite's (whose `_execute`, run a
+    function on the connection's thread, is a private API of the pinned version, exercised by
+    every write test)."""
+    return (await conn.get_raw_connection()).driver_connection
 
 
 async def _postgres_upsert_samples(
@@ -100,6 +160,43 @@ async def _postgres_upsert_samples(
     )
 
 
+# A small write of known series in one statement: samples and the marks of all three resolutions.
+POSTGRES_SMALL_WRITE = """
+WITH samples_written AS (
+  INSERT INTO samples (series_id, ts, value)
+  SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[])
+  ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
+), marked_1m AS (
+  INSERT INTO rollup_dirty_1m (series_id, bucket) SELECT * FROM unnest($4::integer[], $5::bigint[])
+  ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
+), marked_5m AS (
+  INSERT INTO rollup_dirty_5m (series_id, bucket) SELECT * FROM unnest($6::integer[], $7::bigint[])
+  ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
+)
+INSERT INTO rollup_dirty_1h (series_id, bucket) SELECT * FROM unnest($8::integer[], $9::bigint[])
+ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
+"""
+
+
+async def postgres_small_write(
+    conn: AsyncConnection,
+    sids: np.ndarray,
+    ts: np.ndarray,
+    values: np.ndarray,
+    marks: Sequence[tuple[str, np.ndarray, np.ndarray]],
+) -> None:
+    """Samples (fewer than COPY_MIN_ROWS) and their marks in one prepared statement on the driver
+    connection, inside the open transaction: one round trip instead of one per table, and none
+    of SQLAlchemy's per-statement work (group-committed single samples come this way)."""
+    assert [m[0] for m in marks] == ["1m", "5m", "1h"]
+    raw = await _driver(conn)
+    args = [sids.tolist(), ts.tolist(), values.tolist()]
+    for _, mark_sids, buckets in marks:
+        args += [mark_sids.tolist(), buckets.tolist()]
+    with driver_errors(POSTGRES_SMALL_WRITE):
+        await raw.execute(POSTGRES_SMALL_WRITE, *args)
+
+
 COPY_MIN_ROWS = 1000
 
 
@@ -110,13 +207,14 @@ async def _copy_new_rows(
     already existed, so the caller takes the upsert path instead."""
     if arrays[0].size < COPY_MIN_ROWS:
         return False
-    raw: Any = (await conn.get_raw_connection()).driver_connection
+    raw = await _driver(conn)
     records = zip(*(a.tolist() for a in arrays), strict=True)
     try:
         async with conn.begin_nested():
-            await raw.copy_records_to_table(table, records=records, columns=columns)
-    except Exception as exc:  # the unique violation, as asyncpg raises it
-        if getattr(exc, "sqlstate", None) == "23505":
+            with driver_errors(f"COPY {table}"):
+                await raw.copy_records_to_table(table, records=records, columns=columns)
+    except DBAPIError as exc:  # the unique violation: a row exists
+        if getattr(exc.orig, "sqlstate", None) == "23505":
             return False
         raise
     return True
@@ -180,13 +278,16 @@ async def claim_dirty(conn: AsyncConnection, resolution: str, before_ms: int) ->
 
 
 RETENTION_LOCK_KEY = 7_263_004
+SHARED_RETENTION_LOCK = f"SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_KEY})"
 
 
 async def share_retention_lock(conn: AsyncConnection) -> None:
     """Writers share this lock; a retention drop holds it alone, so no write lands in data being
     dropped, and every write sees the horizon of drops committed before it (SQLite: write lock)."""
     if is_postgres(conn):
-        await conn.execute(text(f"SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_KEY})"))
+        raw = await _driver(conn)
+        with driver_errors(SHARED_RETENTION_LOCK):
+            await raw.execute(SHARED_RETENTION_LOCK)
 
 
 async def exclusive_retention_lock(conn: AsyncConnection) -> None:
@@ -252,25 +353,26 @@ async def fetch_points(
     if not ids:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, np.empty(0, dtype=np.float64)
-    raw: Any = (await conn.get_raw_connection()).driver_connection
+    raw = await _driver(conn)
     id_list = ",".join(str(int(i)) for i in ids)
     where = f"series_id IN ({id_list}) AND ts >= {int(lo)} AND ts <= {int(hi)}"
     if is_postgres(conn):
-        row = await raw.fetchrow(
+        sql = (
             "SELECT array_agg(series_id), array_agg(ts), array_agg(value) FROM (SELECT series_id,"
             f" ts, value FROM samples WHERE {where} ORDER BY series_id, ts LIMIT {int(limit)}) p"
         )
+        with driver_errors(sql):
+            row = await raw.fetchrow(sql)
         return (
             np.asarray(row[0] or [], dtype=np.int64),
             np.asarray(row[1] or [], dtype=np.int64),
             np.asarray(row[2] or [], dtype=np.float64),
         )
-    cursor = await raw.execute(
-        f"SELECT series_id, ts, value FROM samples WHERE {where}"
-        f" ORDER BY series_id, ts LIMIT {int(limit)}"
-    )
-    rows = await cursor.fetchall()
-    await cursor.close()
+    sql = f"SELECT series_id, ts, value FROM samples WHERE {where} ORDER BY series_id, ts"
+    with driver_errors(sql):
+        cursor = await raw.execute(f"{sql} LIMIT {int(limit)}")
+        rows = await cursor.fetchall()
+        await cursor.close()
     # Milliseconds and series ids are exact in a double (below 2**53).
     table = np.array(rows, dtype=np.float64).reshape(len(rows), 3)
     return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2].copy()
@@ -279,10 +381,11 @@ async def fetch_points(
 async def fetch_small(conn: AsyncConnection, sql: str) -> list[tuple[Any, ...]]:
     """All rows of a small query without parameters. On SQLite, one round trip to aiosqlite's
     thread instead of the several SQLAlchemy's cursor handling makes (it is on the write path)."""
-    if is_postgres(conn):
-        return [tuple(row) for row in await conn.exec_driver_sql(sql)]
-    driver: Any = (await conn.get_raw_connection()).driver_connection
-    return [tuple(row) for row in await driver.execute_fetchall(sql)]
+    driver = await _driver(conn)
+    with driver_errors(sql):
+        if is_postgres(conn):
+            return [tuple(row) for row in await driver.fetch(sql)]
+        return [tuple(row) for row in await driver.execute_fetchall(sql)]
 
 
 def label_equals(conn: AsyncConnection, name: str, value: str) -> ColumnElement[bool]:

@@ -6,8 +6,9 @@ Decisions (which buckets are closed, what a cut-off is) are made by the pure fun
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -171,9 +172,15 @@ async def _record_horizons(conn: AsyncConnection, horizons: Mapping[str, int]) -
             )
 
 
+HORIZONS_SQL = "SELECT metric_name, dropped_before FROM raw_horizon"
+
+
 async def read_horizons(conn: AsyncConnection) -> dict[str, int]:
     """metric ('*' for all) -> raw data before this has been dropped. Read on every write."""
-    rows = await dialect.fetch_small(conn, "SELECT metric_name, dropped_before FROM raw_horizon")
+    return horizons_of(await dialect.fetch_small(conn, HORIZONS_SQL))
+
+
+def horizons_of(rows: Iterable[Sequence[Any]]) -> dict[str, int]:
     return {str(metric): int(before) for metric, before in rows}
 
 
