@@ -178,6 +178,8 @@ def table(results: list[dict[str, Any]]) -> str:
             lambda r: f"{r['import_items_ratio']:.0%}; {r['import_ratio']:.0%}",
         ),
         ("single-sample ingest, 32 clients (req/s)", lambda r: f"{r['single_ingest_req_s']:,.0f}"),
+        ("bare ASGI app, same load (req/s)", lambda r: f"{r['http_ceiling_req_s']:,.0f}"),
+        ("single-sample ingest / bare ASGI", lambda r: f"{r['single_ingest_ratio']:.0%}"),
         ("rollup job, 1m+5m+1h for all samples (s)", lambda r: f"{r['rollup_job_s']:.2f}"),
     ]
     for query in (
@@ -224,16 +226,27 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the single-sample test: apt-get install wrk")
     work = workload.build(args.series, args.points, args.seed, int(time.time() * 1000))
+    print("measuring the HTTP ceiling (a bare ASGI app under the same wrk load) ...", flush=True)
+    with Server({}, app="bench.bare_asgi:app") as bare:
+        http_ceiling = run_wrk(bare.base_url, args.clients, args.wrk_seconds)
     results = []
     with tempfile.TemporaryDirectory(prefix="metrics-bench-") as tmp:
         for name in args.backends.split(","):
             print(f"benchmarking {name} with {work.samples:,} samples ...", flush=True)
-            results.append(run_backend(name, work, args, Path(tmp)))
+            result = run_backend(name, work, args, Path(tmp))
+            result["http_ceiling_req_s"] = http_ceiling
+            result["single_ingest_ratio"] = result["single_ingest_req_s"] / http_ceiling
+            results.append(result)
     print(table(results))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     path = out / time.strftime("%Y%m%dT%H%M%S.json")
-    meta = {"series": args.series, "points": args.points, "cpus": os.cpu_count()}
+    meta = {
+        "series": args.series,
+        "points": args.points,
+        "cpus": os.cpu_count(),
+        "http_ceiling_req_s": http_ceiling,
+    }
     path.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"results written to {path.relative_to(ROOT)}")
     return 0

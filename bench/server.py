@@ -32,7 +32,8 @@ end
 
 
 class Server:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], app: str = "app.main:app") -> None:
+        self.app = app
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -48,7 +49,7 @@ class Server:
             sys.executable,
             "-m",
             "uvicorn",
-            "app.main:app",
+            self.app,
             "--port",
             str(self.port),
             "--log-level",
