@@ -66,7 +66,7 @@ async def ingest(
         return
     recorder.first_request(scope)
     metrics = recorder.metrics
-    status = 500
+    status: int | None = None  # set once the answer starts
     metrics.in_progress.inc()
     try:
         try:
@@ -79,13 +79,15 @@ async def ingest(
         headers = [*ANSWER_HEADERS, recorder.server_timing(started)]
         await send({"type": "http.response.start", "status": 201, "headers": headers})
         await send({"type": "http.response.body", "body": ANSWER})
-    except BaseException:
-        if status == 500:
-            status = 499  # cancelled: the client went away before its answer
+    except Exception:
+        status = status or 500
+        raise
+    except BaseException:  # cancelled: the client went away before its answer
+        status = status or 499
         raise
     finally:
         metrics.in_progress.dec()
-        recorder.record(scope, ROUTE, status, started)
+        recorder.record(scope, ROUTE, status or 500, started)
 
 
 async def _plain_sample(

@@ -148,7 +148,7 @@ async def _postgres_upsert_samples(
     """Insert or overwrite (last write wins). Input holds each (series, ts) at most once."""
     if sids.size == 0:
         return
-    if await _copy_new_rows(conn, "samples", ("series_id", "ts", "value"), sids, ts, values):
+    if await _copy_new_rows(conn, "samples", SAMPLE_COLUMNS, sids, ts, values):
         return
     await conn.execute(
         text(
@@ -200,19 +200,43 @@ async def postgres_small_write(
 COPY_MIN_ROWS = 1000
 
 
+# Column layouts for binary COPY: name and the big-endian numpy type of its PostgreSQL type.
+SAMPLE_COLUMNS = (("series_id", ">i4"), ("ts", ">i8"), ("value", ">f8"))
+MARK_COLUMNS = (("series_id", ">i4"), ("bucket", ">i8"))
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, no flags, no extension
+COPY_TRAILER = b"\xff\xff"
+
+
+def binary_copy_data(layout: Sequence[tuple[str, str]], arrays: Sequence[np.ndarray]) -> bytes:
+    """Rows in PostgreSQL's binary COPY format, built by numpy: per row a field count, then each
+    field's length and value, big-endian. No Python object per row or per value."""
+    fields: list[tuple[str, str]] = [("fields", ">i2")]
+    for i, (_, kind) in enumerate(layout):
+        fields += [(f"size{i}", ">i4"), (f"value{i}", kind)]
+    rows = np.empty(len(arrays[0]), dtype=np.dtype(fields))  # packed: no padding
+    rows["fields"] = len(layout)
+    for i, ((_, kind), column) in enumerate(zip(layout, arrays, strict=True)):
+        rows[f"size{i}"] = np.dtype(kind).itemsize
+        rows[f"value{i}"] = column
+    return COPY_HEADER + rows.tobytes() + COPY_TRAILER
+
+
 async def _copy_new_rows(
-    conn: AsyncConnection, table: str, columns: tuple[str, ...], *arrays: np.ndarray
+    conn: AsyncConnection, table: str, layout: Sequence[tuple[str, str]], *arrays: np.ndarray
 ) -> bool:
-    """PostgreSQL's bulk path: COPY, in a savepoint. False (and nothing written) if a row
+    """PostgreSQL's bulk path: binary COPY, in a savepoint. False (and nothing written) if a row
     already existed, so the caller takes the upsert path instead."""
     if arrays[0].size < COPY_MIN_ROWS:
         return False
     raw = await _driver(conn)
-    records = zip(*(a.tolist() for a in arrays), strict=True)
+    data = binary_copy_data(layout, arrays)
+    columns = [name for name, _ in layout]
     try:
         async with conn.begin_nested():
             with driver_errors(f"COPY {table}"):
-                await raw.copy_records_to_table(table, records=records, columns=columns)
+                await raw.copy_to_table(
+                    table, source=memoryview(data), columns=columns, format="binary"
+                )
     except DBAPIError as exc:  # the unique violation: a row exists
         if getattr(exc.orig, "sqlstate", None) == "23505":
             return False
@@ -228,7 +252,7 @@ async def _postgres_mark_dirty(
     if sids.size == 0:
         return
     table = f"rollup_dirty_{resolution}"
-    if await _copy_new_rows(conn, table, ("series_id", "bucket"), sids, buckets):
+    if await _copy_new_rows(conn, table, MARK_COLUMNS, sids, buckets):
         return
     await conn.execute(
         text(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -23,6 +24,10 @@ WINDOW = {"start_time": "2025-12-03T11:00:00Z", "end_time": "2025-12-03T13:00:00
 def metric() -> str:
     """A metric name no other test uses."""
     return f"m_{uuid.uuid4().hex[:12]}"
+
+
+def parse_ms(text: str) -> int:
+    return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def backfill(client: TestClient, body: object) -> Any:
@@ -114,6 +119,34 @@ def test_a_larger_import_is_complete(shared_client: TestClient, metric: str) -> 
     assert [s["labels"] for s in series] == [{"host": f"h{k}"} for k in range(4)]
     for k, s in enumerate(series):
         assert [p["value"] for p in s["points"]] == [float(i) for i in range(k, 2000, 4)]
+
+
+# Doubles whose every bit must survive a bulk write (on PostgreSQL, the binary COPY built by numpy).
+EDGE_VALUES = [1e100, -1e100, 5e-324, -5e-324, 2.2250738585072014e-308, -0.0, 0.1, 1 / 3, -7.5]
+
+
+def test_bulk_writes_store_every_value_and_timestamp_exactly(
+    shared_client: TestClient, metric: str
+) -> None:
+    """2,400 new rows: above COPY_MIN_ROWS, so PostgreSQL takes the COPY path."""
+    stamps = [T0_S * 1000 - 3_000_000 + 2_501 * i for i in range(1200)]  # ms, not whole seconds
+    values = [EDGE_VALUES[i % len(EDGE_VALUES)] / (1 + i % 7) for i in range(1200)]
+    body = {
+        "series": [
+            {
+                "metric_name": metric,
+                "labels": {"host": host},
+                "timestamps": [t / 1000 for t in stamps],
+                "values": values,
+            }
+            for host in ("a", "b")
+        ]
+    }
+    answer = backfill(shared_client, body)
+    assert answer.status_code == 201, answer.text
+    for found in series_of(shared_client, metric):
+        stored = [(parse_ms(p["timestamp"]), p["value"]) for p in found["points"]]
+        assert stored == list(zip(stamps, values, strict=True))  # (SQLite keeps -0.0 as 0.0)
 
 
 # -- all or nothing -------------------------------------------------------------------------
