@@ -174,6 +174,8 @@ class Metrics:
         self.pool_checked_out = Gauge(
             "metrics_db_pool_checked_out", "Pooled connections in use now.", ["pool"], registry=r
         )
+        # (method, route, status) -> the labelled request counter and duration histogram
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.pool_overflow = Gauge(
             "metrics_db_pool_overflow",
             "Connections open beyond the pool size.",
@@ -182,8 +184,14 @@ class Metrics:
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.duration.labels(method, route).observe(seconds)
+        children = self._children.get((method, route, status))
+        if children is None:  # first answer of its kind: look the labelled children up once
+            children = self._children[(method, route, status)] = (
+                self.requests.labels(method, route, str(status)),
+                self.duration.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if route in WRITE_ROUTES and status >= 400:
             self.rejected.labels(route, rejection_reason(status)).inc()
 

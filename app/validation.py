@@ -214,6 +214,13 @@ class BatchBuilder:
         return len(self._ts) + self._chunk_size
 
     def build(self) -> SampleBatch:
+        if not self._chunks:  # items only (single samples): no copies through concatenate
+            return SampleBatch(
+                keys=self._key_list,
+                series_index=np.asarray(self._index, dtype=np.int64),
+                ts=np.asarray(self._ts, dtype=np.int64),
+                values=np.asarray(self._values, dtype=np.float64),
+            )
         index = [np.asarray(self._index, dtype=np.int64), *(c[0] for c in self._chunks)]
         ts = [np.asarray(self._ts, dtype=np.int64), *(c[1] for c in self._chunks)]
         values = [np.asarray(self._values, dtype=np.float64), *(c[2] for c in self._chunks)]

@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 from sqlalchemy.engine import make_url
 
-from bench import ceiling, workload
+from bench import calibration, ceiling, workload
 from bench.server import Server, run_wrk
 from bench.workload import METRIC, Workload
 
@@ -226,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the single-sample test: apt-get install wrk")
     work = workload.build(args.series, args.points, args.seed, int(time.time() * 1000))
+    machine = calibration.measure()
+    print(
+        f"machine: Python loop {machine['python_loop_ms']:.0f} ms, "
+        f"numpy sort {machine['numpy_sort_ms']:.0f} ms (bench/calibration.py)",
+        flush=True,
+    )
     print("measuring the HTTP ceiling (a bare ASGI app under the same wrk load) ...", flush=True)
     with Server({}, app="bench.bare_asgi:app") as bare:
         http_ceiling = run_wrk(bare.base_url, args.clients, args.wrk_seconds)
@@ -246,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "points": args.points,
         "cpus": os.cpu_count(),
         "http_ceiling_req_s": http_ceiling,
+        "calibration": machine,
     }
     path.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"results written to {path.relative_to(ROOT)}")
