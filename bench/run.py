@@ -4,9 +4,11 @@
 
 Measures, per backend: bulk import samples/s (item and columnar forms) and its ratio to the
 backend's own bulk insert of the same rows (same run), single-sample ingest req/s with 32
-keep-alive clients (wrk), the rollup job's duration, p50/p95 of each query (server-side, from the
-Server-Timing header), anomaly detection over every point, peak server RSS and bytes per sample on
-disk. Results also go to bench/results/<time>.json.
+keep-alive clients (wrk; median of --wrk-runs) and its ratio to a bare ASGI app under the same load,
+the rollup job's duration, p50/p95 of each query (server-side, from the Server-Timing header),
+anomaly detection over every point, peak server RSS and bytes per sample on disk. A fixed CPU task
+timed at the start and the end (bench/calibration.py) tells how fast the machine was. Results also
+go to bench/results/<time>.json.
 """
 
 from __future__ import annotations
@@ -86,7 +88,11 @@ def measure_backend(
         result["queries_ms"] = query_timings(client, work)
         seconds = timed_post(client, "/backfill/import", columns)
         result["import_columnar_per_s"] = work.samples / seconds
-        result["single_ingest_req_s"] = run_wrk(server.base_url, args.clients, args.wrk_seconds)
+        runs = [
+            run_wrk(server.base_url, args.clients, args.wrk_seconds) for _ in range(args.wrk_runs)
+        ]
+        result["single_ingest_runs"] = runs
+        result["single_ingest_req_s"] = float(np.median(runs))
     return result
 
 
@@ -177,8 +183,11 @@ def table(results: list[dict[str, Any]]) -> str:
             "import / ceiling (items; columnar)",
             lambda r: f"{r['import_items_ratio']:.0%}; {r['import_ratio']:.0%}",
         ),
-        ("single-sample ingest, 32 clients (req/s)", lambda r: f"{r['single_ingest_req_s']:,.0f}"),
-        ("bare ASGI app, same load (req/s)", lambda r: f"{r['http_ceiling_req_s']:,.0f}"),
+        (
+            "single-sample ingest, 32 clients (req/s, median)",
+            lambda r: f"{r['single_ingest_req_s']:,.0f}",
+        ),
+        ("bare ASGI app, same load (req/s, median)", lambda r: f"{r['http_ceiling_req_s']:,.0f}"),
         ("single-sample ingest / bare ASGI", lambda r: f"{r['single_ingest_ratio']:.0%}"),
         ("rollup job, 1m+5m+1h for all samples (s)", lambda r: f"{r['rollup_job_s']:.2f}"),
     ]
@@ -217,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=50_000, help="samples per import request")
     parser.add_argument("--clients", type=int, default=32, help="wrk connections")
     parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument(
+        "--wrk-runs", type=int, default=3, help="wrk runs per server; the median is reported"
+    )
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
         "--postgres-url",
@@ -234,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("measuring the HTTP ceiling (a bare ASGI app under the same wrk load) ...", flush=True)
     with Server({}, app="bench.bare_asgi:app") as bare:
-        http_ceiling = run_wrk(bare.base_url, args.clients, args.wrk_seconds)
+        http_runs = [
+            run_wrk(bare.base_url, args.clients, args.wrk_seconds) for _ in range(args.wrk_runs)
+        ]
+    http_ceiling = float(np.median(http_runs))
     results = []
     with tempfile.TemporaryDirectory(prefix="metrics-bench-") as tmp:
         for name in args.backends.split(","):
@@ -243,7 +258,12 @@ def main(argv: list[str] | None = None) -> int:
             result["http_ceiling_req_s"] = http_ceiling
             result["single_ingest_ratio"] = result["single_ingest_req_s"] / http_ceiling
             results.append(result)
+    after = calibration.measure()
     print(table(results))
+    print(
+        f"machine at the end: Python loop {after['python_loop_ms']:.0f} ms, "
+        f"numpy sort {after['numpy_sort_ms']:.0f} ms"
+    )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     path = out / time.strftime("%Y%m%dT%H%M%S.json")
@@ -253,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "http_ceiling_req_s": http_ceiling,
         "calibration": machine,
+        "calibration_after": after,
+        "http_ceiling_runs": http_runs,
     }
     path.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"results written to {path.relative_to(ROOT)}")
