@@ -210,15 +210,33 @@ COPY_TRAILER = b"\xff\xff"
 def binary_copy_data(layout: Sequence[tuple[str, str]], arrays: Sequence[np.ndarray]) -> bytes:
     """Rows in PostgreSQL's binary COPY format, built by numpy: per row a field count, then each
     field's length and value, big-endian. No Python object per row or per value."""
-    fields: list[tuple[str, str]] = [("fields", ">i2")]
-    for i, (_, kind) in enumerate(layout):
-        fields += [(f"size{i}", ">i4"), (f"value{i}", kind)]
-    rows = np.empty(len(arrays[0]), dtype=np.dtype(fields))  # packed: no padding
+    rows = np.empty(len(arrays[0]), dtype=_binary_row(layout))  # packed: no padding
     rows["fields"] = len(layout)
     for i, ((_, kind), column) in enumerate(zip(layout, arrays, strict=True)):
         rows[f"size{i}"] = np.dtype(kind).itemsize
         rows[f"value{i}"] = column
     return COPY_HEADER + rows.tobytes() + COPY_TRAILER
+
+
+def _binary_row(layout: Sequence[tuple[str, str]]) -> np.dtype[np.void]:
+    """One row of binary COPY with these NOT NULL fixed-size columns, as a packed numpy record."""
+    fields: list[tuple[str, str]] = [("fields", ">i2")]
+    for i, (_, kind) in enumerate(layout):
+        fields += [(f"size{i}", ">i4"), (f"value{i}", kind)]
+    return np.dtype(fields)
+
+
+def parse_binary_copy(data: bytes, layout: Sequence[tuple[str, str]]) -> np.ndarray:
+    """Rows of a binary `COPY ... TO STDOUT` as a numpy record array (fields value0, value1, ...),
+    read in place: no Python object per row or value."""
+    if not data.startswith(COPY_HEADER[:11]):
+        raise ValueError("not PostgreSQL binary COPY data")
+    start = 19 + int.from_bytes(data[15:19], "big")  # after the header and its extension
+    row = _binary_row(layout)
+    body = len(data) - start - len(COPY_TRAILER)
+    if body % row.itemsize or not data.endswith(COPY_TRAILER):
+        raise ValueError("binary COPY data does not match the expected columns")
+    return np.frombuffer(data, dtype=row, offset=start, count=body // row.itemsize)
 
 
 async def _copy_new_rows(
@@ -380,19 +398,21 @@ async def fetch_points(
     raw = await _driver(conn)
     id_list = ",".join(str(int(i)) for i in ids)
     where = f"series_id IN ({id_list}) AND ts >= {int(lo)} AND ts <= {int(hi)}"
-    if is_postgres(conn):
-        sql = (
-            "SELECT array_agg(series_id), array_agg(ts), array_agg(value) FROM (SELECT series_id,"
-            f" ts, value FROM samples WHERE {where} ORDER BY series_id, ts LIMIT {int(limit)}) p"
-        )
-        with driver_errors(sql):
-            row = await raw.fetchrow(sql)
-        return (
-            np.asarray(row[0] or [], dtype=np.int64),
-            np.asarray(row[1] or [], dtype=np.int64),
-            np.asarray(row[2] or [], dtype=np.float64),
-        )
     sql = f"SELECT series_id, ts, value FROM samples WHERE {where} ORDER BY series_id, ts"
+    if is_postgres(conn):
+        chunks: list[bytes] = []
+
+        async def keep(chunk: bytes) -> None:
+            chunks.append(chunk)
+
+        with driver_errors(sql):
+            await raw.copy_from_query(f"{sql} LIMIT {int(limit)}", output=keep, format="binary")
+        rows = parse_binary_copy(b"".join(chunks), SAMPLE_COLUMNS)
+        return (
+            rows["value0"].astype(np.int64),
+            rows["value1"].astype(np.int64),
+            rows["value2"].astype(np.float64),
+        )
     with driver_errors(sql):
         cursor = await raw.execute(f"{sql} LIMIT {int(limit)}")
         rows = await cursor.fetchall()
