@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.storage import schema
+from app.storage import pg_copy, schema
 
 DAY_MS = 86_400_000
 PARTITION_LOCK_KEY = 7_263_002
@@ -148,7 +148,7 @@ async def _postgres_upsert_samples(
     """Insert or overwrite (last write wins). Input holds each (series, ts) at most once."""
     if sids.size == 0:
         return
-    if await _copy_new_rows(conn, "samples", SAMPLE_COLUMNS, sids, ts, values):
+    if await _copy_new_rows(conn, "samples", pg_copy.SAMPLE_COLUMNS, sids, ts, values):
         return
     await conn.execute(
         text(
@@ -200,45 +200,6 @@ async def postgres_small_write(
 COPY_MIN_ROWS = 1000
 
 
-# Column layouts for binary COPY: name and the big-endian numpy type of its PostgreSQL type.
-SAMPLE_COLUMNS = (("series_id", ">i4"), ("ts", ">i8"), ("value", ">f8"))
-MARK_COLUMNS = (("series_id", ">i4"), ("bucket", ">i8"))
-COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, no flags, no extension
-COPY_TRAILER = b"\xff\xff"
-
-
-def binary_copy_data(layout: Sequence[tuple[str, str]], arrays: Sequence[np.ndarray]) -> bytes:
-    """Rows in PostgreSQL's binary COPY format, built by numpy: per row a field count, then each
-    field's length and value, big-endian. No Python object per row or per value."""
-    rows = np.empty(len(arrays[0]), dtype=_binary_row(layout))  # packed: no padding
-    rows["fields"] = len(layout)
-    for i, ((_, kind), column) in enumerate(zip(layout, arrays, strict=True)):
-        rows[f"size{i}"] = np.dtype(kind).itemsize
-        rows[f"value{i}"] = column
-    return COPY_HEADER + rows.tobytes() + COPY_TRAILER
-
-
-def _binary_row(layout: Sequence[tuple[str, str]]) -> np.dtype[np.void]:
-    """One row of binary COPY with these NOT NULL fixed-size columns, as a packed numpy record."""
-    fields: list[tuple[str, str]] = [("fields", ">i2")]
-    for i, (_, kind) in enumerate(layout):
-        fields += [(f"size{i}", ">i4"), (f"value{i}", kind)]
-    return np.dtype(fields)
-
-
-def parse_binary_copy(data: bytes, layout: Sequence[tuple[str, str]]) -> np.ndarray:
-    """Rows of a binary `COPY ... TO STDOUT` as a numpy record array (fields value0, value1, ...),
-    read in place: no Python object per row or value."""
-    if not data.startswith(COPY_HEADER[:11]):
-        raise ValueError("not PostgreSQL binary COPY data")
-    start = 19 + int.from_bytes(data[15:19], "big")  # after the header and its extension
-    row = _binary_row(layout)
-    body = len(data) - start - len(COPY_TRAILER)
-    if body % row.itemsize or not data.endswith(COPY_TRAILER):
-        raise ValueError("binary COPY data does not match the expected columns")
-    return np.frombuffer(data, dtype=row, offset=start, count=body // row.itemsize)
-
-
 async def _copy_new_rows(
     conn: AsyncConnection, table: str, layout: Sequence[tuple[str, str]], *arrays: np.ndarray
 ) -> bool:
@@ -247,7 +208,7 @@ async def _copy_new_rows(
     if arrays[0].size < COPY_MIN_ROWS:
         return False
     raw = await _driver(conn)
-    data = binary_copy_data(layout, arrays)
+    data = pg_copy.encode(layout, arrays)
     columns = [name for name, _ in layout]
     try:
         async with conn.begin_nested():
@@ -270,7 +231,7 @@ async def _postgres_mark_dirty(
     if sids.size == 0:
         return
     table = f"rollup_dirty_{resolution}"
-    if await _copy_new_rows(conn, table, MARK_COLUMNS, sids, buckets):
+    if await _copy_new_rows(conn, table, pg_copy.MARK_COLUMNS, sids, buckets):
         return
     await conn.execute(
         text(
@@ -407,7 +368,7 @@ async def fetch_points(
 
         with driver_errors(sql):
             await raw.copy_from_query(f"{sql} LIMIT {int(limit)}", output=keep, format="binary")
-        rows = parse_binary_copy(b"".join(chunks), SAMPLE_COLUMNS)
+        rows = pg_copy.decode(b"".join(chunks), pg_copy.SAMPLE_COLUMNS)
         return (
             rows["value0"].astype(np.int64),
             rows["value1"].astype(np.int64),

@@ -1,4 +1,4 @@
-"""PostgreSQL binary COPY rows built and read by numpy (app.storage.dialect), both directions."""
+"""PostgreSQL binary COPY rows built and read by numpy (app.storage.pg_copy), both directions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.storage.dialect import SAMPLE_COLUMNS, binary_copy_data, parse_binary_copy
+from app.storage.pg_copy import SAMPLE_COLUMNS, decode, encode
 
 rows = st.lists(
     st.tuples(
@@ -30,15 +30,15 @@ def test_rows_read_back_as_written(table: list[tuple[int, int, float]]) -> None:
             np.empty(0, np.float64),
         )
     )
-    parsed = parse_binary_copy(binary_copy_data(SAMPLE_COLUMNS, [sids, ts, values]), SAMPLE_COLUMNS)
+    parsed = decode(encode(SAMPLE_COLUMNS, [sids, ts, values]), SAMPLE_COLUMNS)
     assert parsed["value0"].tolist() == sids.tolist()
     assert parsed["value1"].tolist() == ts.tolist()
     assert parsed["value2"].tobytes() == values.astype(">f8").tobytes()  # every bit, -0.0 too
 
 
 def test_data_of_another_shape_is_refused() -> None:
-    data = binary_copy_data(SAMPLE_COLUMNS, [np.array([1]), np.array([2]), np.array([3.0])])
+    data = encode(SAMPLE_COLUMNS, [np.array([1]), np.array([2]), np.array([3.0])])
     with pytest.raises(ValueError, match="does not match"):
-        parse_binary_copy(data[:-3] + data[-2:], SAMPLE_COLUMNS)
+        decode(data[:-3] + data[-2:], SAMPLE_COLUMNS)
     with pytest.raises(ValueError, match="not PostgreSQL binary COPY"):
-        parse_binary_copy(b"id,ts,value\n", SAMPLE_COLUMNS)
+        decode(b"id,ts,value\n", SAMPLE_COLUMNS)
