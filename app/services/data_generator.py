@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -309,19 +311,60 @@ def _items(
             yield {"metric_name": metric, "value": value, "timestamp": stamp, "labels": label_set}
 
 
+class CtrlC:
+    """Ctrl-C stops a run at a safe point. Raised at an arbitrary point, KeyboardInterrupt can
+    leave the HTTP client's connection pool locked, and closing the client then hangs; so while a
+    request is under way Ctrl-C is only noted, and the run stops once it is answered. While the run
+    waits for its next tick, or on a second Ctrl-C, it stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.waiting = False
+
+    def __enter__(self) -> CtrlC:
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():  # where handlers can be set
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.waiting or self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def sleep(self, seconds: float) -> None:
+        self.check()
+        self.waiting = True
+        try:
+            time.sleep(seconds)
+        finally:
+            self.waiting = False
+
+
 class Tally:
     """Points delivered so far, on a progress bar shown only when stderr is a terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, ctrl_c: CtrlC | None = None) -> None:
         self.points = 0
         self.bar = tqdm(disable=True)
+        self.ctrl_c = ctrl_c or CtrlC()
 
     def start(self, total: int | None) -> None:
         self.bar = tqdm(total=total, unit="pt", file=sys.stderr, disable=not sys.stderr.isatty())
 
     def add(self, points: int) -> None:
+        """Count points delivered; the point between requests where Ctrl-C takes effect."""
         self.points += points
         self.bar.update(points)
+        self.ctrl_c.check()
 
 
 def run_backfill(args: argparse.Namespace, sender: Sender, tally: Tally) -> None:
@@ -362,7 +405,7 @@ def run_live(args: argparse.Namespace, sender: Sender, tally: Tally) -> None:
         if offset == 0:
             values = [_live_values(args, args.seed + i, chunk, size) for i in range(len(labels))]
         due = origin + tick * step
-        time.sleep(max(0.0, due / 1000 - time.time()))
+        tally.ctrl_c.sleep(max(0.0, due / 1000 - time.time()))
         stamp = rfc3339_ms(np.array([due], dtype=np.int64))[0]
         for series_values, label_set in zip(values, labels, strict=True):
             sample = {"metric_name": args.metric, "value": float(series_values[offset])}
@@ -388,10 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _validate(parser, args)
-    sender, tally, started = Sender(args.base_url, args.api_key), Tally(), time.monotonic()
+    sender, started = Sender(args.base_url, args.api_key), time.monotonic()
     prefix, code = "", 0
+    tally = Tally()
     try:
-        (run_live if args.live else run_backfill)(args, sender, tally)
+        with tally.ctrl_c:
+            (run_live if args.live else run_backfill)(args, sender, tally)
     except GeneratorError as exc:
         tally.bar.close()
         print(f"data_generator: error: {exc} (after {tally.points} points)", file=sys.stderr)

@@ -316,11 +316,16 @@ def test_live_stops_cleanly_on_ctrl_c(stub: Stub) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while len(stub.requests) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 30
+        while len(stub.requests) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:  # a generator that did not stop must not outlive the test, nor leave its pipes open
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert stdout.startswith("stopped by Ctrl-C: sent ")
