@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -374,12 +375,16 @@ async def fetch_points(
             rows["value1"].astype(np.int64),
             rows["value2"].astype(np.float64),
         )
+
+    def read(db: sqlite3.Connection) -> np.ndarray:
+        # On the connection's thread, straight from the cursor into one array: no list of row
+        # tuples, and the event loop is not the one converting them. Milliseconds and series ids
+        # are exact in a double (below 2**53).
+        rows = db.execute(f"{sql} LIMIT {int(limit)}")
+        return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64).reshape(-1, 3)
+
     with driver_errors(sql):
-        cursor = await raw.execute(f"{sql} LIMIT {int(limit)}")
-        rows = await cursor.fetchall()
-        await cursor.close()
-    # Milliseconds and series ids are exact in a double (below 2**53).
-    table = np.array(rows, dtype=np.float64).reshape(len(rows), 3)
+        table = await raw._execute(read, raw._conn)
     return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2].copy()
 
 
