@@ -189,15 +189,15 @@ class Store:
             return await self._append_locked(batch, all_or_nothing)
 
     async def _append_locked(self, batch: SampleBatch, all_or_nothing: bool) -> AppendResult:
-        known = self._known_ids(batch.keys)
-        if known is not None and self.backend == "sqlite":
-            return await self._append_known_sqlite(batch, known)
-        if known is not None and len(batch) < dialect.COPY_MIN_ROWS:
-            return await self._append_known_postgres(batch, known)
+        ids, missing = self._cached_ids(batch.keys)
+        if not missing and self.backend == "sqlite":
+            return await self._append_known_sqlite(batch, ids)
+        if not missing and len(batch) < dialect.COPY_MIN_ROWS:
+            return await self._append_known_postgres(batch, ids)
         async with self.engines.writer.begin() as conn:
             await dialect.share_retention_lock(conn)
             horizon_check(batch, await maintenance.read_horizons(conn))
-            ids, rejected = await self._resolve_for_write(conn, batch.keys, all_or_nothing)
+            rejected = await self._resolve_for_write(conn, batch.keys, ids, missing, all_or_nothing)
             rows = SampleRows.of(batch, ids)
             await dialect.write_samples(conn, rows.sids, rows.ts, rows.values, rows.marks)
         # Only after commit: ids of series created in a rolled-back transaction must not be cached.
@@ -228,15 +228,17 @@ class Store:
             await dialect.postgres_small_write(conn, rows.sids, rows.ts, rows.values, rows.marks)
         return AppendResult(rows.written)
 
-    def _known_ids(self, keys: Sequence[SeriesKey]) -> np.ndarray | None:
-        """Series ids of `keys` when every one is already known, else None."""
-        ids = np.empty(len(keys), dtype=np.int64)
+    def _cached_ids(self, keys: Sequence[SeriesKey]) -> tuple[np.ndarray, list[int]]:
+        """Series ids of `keys` from the cache (-1 where absent), and the indices of the absent."""
+        ids = np.full(len(keys), -1, dtype=np.int64)
+        missing = []
         for i, key in enumerate(keys):
             sid = self._series_ids.get((key.metric, key.fingerprint))
             if sid is None:
-                return None
-            ids[i] = sid
-        return ids
+                missing.append(i)
+            else:
+                ids[i] = sid
+        return ids, missing
 
     async def _ensure_partitions(self, ts: np.ndarray) -> None:
         """Create missing day partitions (PostgreSQL), in short transactions of their own so a
@@ -254,19 +256,17 @@ class Store:
         self._partition_days.clear()
 
     async def _resolve_for_write(
-        self, conn: AsyncConnection, keys: Sequence[SeriesKey], all_or_nothing: bool
-    ) -> tuple[np.ndarray, dict[int, CardinalityExceeded]]:
-        """Series ids for `keys` (-1 for rejected ones), creating new series within the limits."""
-        ids = np.full(len(keys), -1, dtype=np.int64)
-        missing = []
-        for i, key in enumerate(keys):
-            sid = self._series_ids.get((key.metric, key.fingerprint))
-            if sid is None:
-                missing.append(i)
-            else:
-                ids[i] = sid
+        self,
+        conn: AsyncConnection,
+        keys: Sequence[SeriesKey],
+        ids: np.ndarray,
+        missing: list[int],
+        all_or_nothing: bool,
+    ) -> dict[int, CardinalityExceeded]:
+        """Fill in `ids` of the `missing` keys (from `_cached_ids`): found, or created within the
+        limits, or left -1 for rejected ones, which are returned."""
         if not missing:
-            return ids, {}
+            return {}
         await dialect.lock_series_creation(conn)
         found = await self._lookup_series(conn, [keys[i] for i in missing])
         rejected: dict[int, CardinalityExceeded] = {}
@@ -284,7 +284,7 @@ class Store:
             created = await self._create_series(conn, [keys[i] for i in allowed])
             for i in allowed:
                 ids[i] = created[(keys[i].metric, keys[i].fingerprint)]
-        return ids, rejected
+        return rejected
 
     async def _lookup_series(
         self, conn: AsyncConnection, keys: Sequence[SeriesKey]
