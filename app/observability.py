@@ -10,12 +10,14 @@ generated: a collector cannot await, the handler can.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -261,6 +263,11 @@ def route_template(scope: Scope) -> str:
 # -- middleware -----------------------------------------------------------------------------
 
 
+@dataclass
+class RequestOutcome:
+    status: int | None = None  # set once the answer starts
+
+
 class RequestRecorder:
     """What every HTTP request leaves behind: its count and latency in the registry, one
     access-log line (no headers, no query) and a `Server-Timing` header on its answer. Shared by
@@ -285,6 +292,27 @@ class RequestRecorder:
     def server_timing(started: float) -> tuple[bytes, bytes]:
         """Time spent in the server until the answer starts (W3C Server-Timing)."""
         return _server_timing((time.perf_counter() - started) * 1000)
+
+    @contextlib.contextmanager
+    def tracking(
+        self, scope: Scope, started: float, route: str | None = None
+    ) -> Iterator[RequestOutcome]:
+        """Count the request as in progress while the block runs, then record it with the status
+        the block set (500 if it raised, 499 if it was cancelled before answering). `route`
+        defaults to the template routing matched."""
+        outcome = RequestOutcome()
+        self.metrics.in_progress.inc()
+        try:
+            yield outcome
+        except Exception:
+            outcome.status = outcome.status or 500
+            raise
+        except BaseException:  # cancelled: the client went away before an answer
+            outcome.status = outcome.status or 499
+            raise
+        finally:
+            self.metrics.in_progress.dec()
+            self.record(scope, route or route_template(scope), outcome.status or 500, started)
 
     def record(self, scope: Scope, route: str, status: int, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -326,28 +354,16 @@ class ObservabilityMiddleware:
         recorder = self.recorder
         recorder.first_request(scope)
         started = time.perf_counter()
-        status: int | None = None
+        with recorder.tracking(scope, started) as outcome:
 
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers = [*message.get("headers", []), recorder.server_timing(started)]
-                message = {**message, "headers": headers}
-            await send(message)
+            async def send_and_note(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    outcome.status = int(message["status"])
+                    headers = [*message.get("headers", []), recorder.server_timing(started)]
+                    message = {**message, "headers": headers}
+                await send(message)
 
-        recorder.metrics.in_progress.inc()
-        try:
             await self.app(scope, receive, send_and_note)
-        except Exception:
-            status = status or 500
-            raise
-        except BaseException:  # cancelled: the client went away before an answer
-            status = status or 499
-            raise
-        finally:
-            recorder.metrics.in_progress.dec()
-            recorder.record(scope, route_template(scope), status or 500, started)
 
 
 # -- the /metrics endpoint ------------------------------------------------------------------

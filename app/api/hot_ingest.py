@@ -65,29 +65,17 @@ async def ingest(
         await framework(scope, _replay(messages, receive), send)
         return
     recorder.first_request(scope)
-    metrics = recorder.metrics
-    status: int | None = None  # set once the answer starts
-    metrics.in_progress.inc()
-    try:
+    with recorder.tracking(scope, started, ROUTE) as outcome:
         try:
             await committer.submit(batch)
         except Exception as exc:
-            status = await _refusal(scope, send, exc, handlers, recorder, started)
+            outcome.status = await _refusal(scope, send, exc, handlers, recorder, started)
             return
-        metrics.ingested.inc(len(batch))
-        status = 201
+        recorder.metrics.ingested.inc(len(batch))
+        outcome.status = 201
         headers = [*ANSWER_HEADERS, recorder.server_timing(started)]
         await send({"type": "http.response.start", "status": 201, "headers": headers})
         await send({"type": "http.response.body", "body": ANSWER})
-    except Exception:
-        status = status or 500
-        raise
-    except BaseException:  # cancelled: the client went away before its answer
-        status = status or 499
-        raise
-    finally:
-        metrics.in_progress.dec()
-        recorder.record(scope, ROUTE, status or 500, started)
 
 
 async def _plain_sample(
