@@ -50,27 +50,15 @@ async def write_samples(
 ) -> None:
     """Upsert samples and record their invalidation marks `(resolution, series, bucket)`."""
     if not is_postgres(conn):
-        await _sqlite_write_in_one_call(conn, sids, ts, values, marks)
+        # All the statements in one call on aiosqlite's thread, inside the open transaction:
+        # through SQLAlchemy each small statement costs several round trips to that thread.
+        driver = await _driver(conn)
+        with driver_errors(SQLITE_UPSERT):
+            await driver._execute(sqlite_write, driver._conn, sids, ts, values, marks)
         return
     await _postgres_upsert_samples(conn, sids, ts, values)
     for resolution, mark_sids, buckets in marks:
         await _postgres_mark_dirty(conn, resolution, mark_sids, buckets)
-
-
-async def _sqlite_write_in_one_call(
-    conn: AsyncConnection,
-    sids: np.ndarray,
-    ts: np.ndarray,
-    values: np.ndarray,
-    marks: Sequence[tuple[str, np.ndarray, np.ndarray]],
-) -> None:
-    """All the statements in one call on aiosqlite's thread, inside the open transaction.
-
-    Through SQLAlchemy each small statement costs several round trips between the event loop and
-    that thread; group-committed single samples paid more for those than for the writes."""
-    driver = await _driver(conn)
-    with driver_errors(SQLITE_UPSERT):
-        await driver._execute(sqlite_write, driver._conn, sids, ts, values, marks)
 
 
 def sqlite_write(
