@@ -149,43 +149,6 @@ async def _postgres_upsert_samples(
     )
 
 
-# A small write of known series in one statement: samples and the marks of all three resolutions.
-POSTGRES_SMALL_WRITE = """
-WITH samples_written AS (
-  INSERT INTO samples (series_id, ts, value)
-  SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[])
-  ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
-), marked_1m AS (
-  INSERT INTO rollup_dirty_1m (series_id, bucket) SELECT * FROM unnest($4::integer[], $5::bigint[])
-  ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
-), marked_5m AS (
-  INSERT INTO rollup_dirty_5m (series_id, bucket) SELECT * FROM unnest($6::integer[], $7::bigint[])
-  ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
-)
-INSERT INTO rollup_dirty_1h (series_id, bucket) SELECT * FROM unnest($8::integer[], $9::bigint[])
-ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
-"""
-
-
-async def postgres_small_write(
-    conn: AsyncConnection,
-    sids: np.ndarray,
-    ts: np.ndarray,
-    values: np.ndarray,
-    marks: Sequence[tuple[str, np.ndarray, np.ndarray]],
-) -> None:
-    """Samples (fewer than COPY_MIN_ROWS) and their marks in one prepared statement on the driver
-    connection, inside the open transaction: one round trip instead of one per table, and none
-    of SQLAlchemy's per-statement work (group-committed single samples come this way)."""
-    assert [m[0] for m in marks] == ["1m", "5m", "1h"]
-    raw = await _driver(conn)
-    args = [sids.tolist(), ts.tolist(), values.tolist()]
-    for _, mark_sids, buckets in marks:
-        args += [mark_sids.tolist(), buckets.tolist()]
-    with driver_errors(POSTGRES_SMALL_WRITE):
-        await raw.execute(POSTGRES_SMALL_WRITE, *args)
-
-
 COPY_MIN_ROWS = 1000
 
 

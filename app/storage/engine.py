@@ -98,9 +98,21 @@ def make_engines(settings: Settings) -> Engines:
         max_overflow=settings.db_pool_size,
         pool_timeout=settings.db_pool_timeout.total_seconds(),
         pool_pre_ping=True,
-        connect_args={
-            "timeout": settings.db_connect_timeout.total_seconds(),
-            "server_settings": {"application_name": "metrics-service"},
-        },
+        connect_args=postgres_connect_args(settings),
     )
     return Engines("postgresql", reader=engine, writer=engine)
+
+
+def postgres_connect_args(settings: Settings, name: str = "metrics-service") -> dict[str, Any]:
+    """asyncpg's connect arguments, for the pool and for connections opened directly; `name` is
+    the application_name that pg_stat_activity shows."""
+    return {
+        "timeout": settings.db_connect_timeout.total_seconds(),
+        "server_settings": {"application_name": name},
+    }
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The URL as asyncpg takes it (`postgresql://...`), for connections opened directly."""
+    url = make_url(async_url(database_url))
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)

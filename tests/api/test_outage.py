@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port, test_settings
+from conftest import free_port, run_inline, sql_rows, test_settings
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
@@ -220,6 +220,37 @@ def test_postgresql_outage_and_recovery(database_url: str, proxy: TcpProxy) -> N
         backfill = {"metrics": [sample(iso(BASE_S + 120), 3.0)]}
         assert client.post("/backfill/import", json=backfill).status_code == 201
         assert client.get("/jobs/status").status_code == 200
+
+
+def test_postgresql_restart_costs_no_single_sample_write(database_url: str, backend: str) -> None:
+    """The connection kept for single-sample writes (app.storage.pg_small_writes) is closed by
+    the server, as a restart would: the next write takes a new one and is acknowledged; a
+    refused write (older than a retention horizon) rolls back and leaves it usable."""
+    if backend != "postgresql":
+        pytest.skip("no server connection to lose with SQLite")
+    kept = (
+        "FROM pg_stat_activity WHERE application_name = 'metrics-service-ingest'"
+        " AND datname = current_database()"
+    )
+    kill, pid = f"SELECT pg_terminate_backend(pid) {kept}", f"SELECT pid {kept}"
+    with build_client(database_url) as client:
+        for i in range(3):  # the first creates the series; the others take the kept connection
+            assert (
+                client.post("/metrics/ingest", json=sample(iso(BASE_S + i), i)).status_code == 201
+            )
+        assert sql_rows(database_url, kill) == [(True,)]
+        assert client.post("/metrics/ingest", json=sample(T1, 9.0)).status_code == 201
+        replaced = sql_rows(database_url, pid)
+        assert len(replaced) == 1
+
+        assert client.put("/retention/cpu_usage", json={"raw": "1h"}).status_code == 200
+        run_inline(database_url, "retention")  # records a raw horizon for cpu_usage
+        refused = client.post("/metrics/ingest", json=sample(iso(BASE_S - 3 * 3600), 1.0))
+        assert refused.status_code == 422 and "retention" in refused.json()["detail"]
+        assert client.post("/metrics/ingest", json=sample(iso(BASE_S + 3), 3.0)).status_code == 201
+        assert sql_rows(database_url, pid) == replaced  # the refusal kept the connection
+        points = stored_points(client)
+    assert points == [(iso(BASE_S + i), float(i)) for i in range(4)] + [(T1, 9.0)]
 
 
 def test_postgresql_outage_during_concurrent_ingestion(database_url: str, proxy: TcpProxy) -> None:

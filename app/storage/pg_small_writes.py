@@ -1,0 +1,120 @@
+"""PostgreSQL: small writes of known series (group-committed single samples) on a connection kept
+for them.
+
+Steady single-sample ingestion is a stream of small transactions, one per group commit. Through
+the pool each took eight round trips (the pre-ping's three, BEGIN, the retention lock, the
+horizons, the write, COMMIT) and SQLAlchemy's work around each. Here a write takes four on one
+asyncpg connection: BEGIN with the shared retention lock (one simple-protocol message), the
+horizons, the write (samples and the marks of all three resolutions in one prepared statement),
+COMMIT. The store's write lock lets one write in at a time, so one connection serves them all.
+
+The connection opens on first use, and again after the server closed it (a restart: asyncpg
+notices the close, so the next write does not fail on it). After any failure other than a refusal
+(a sample older than a retention horizon, answered with a rollback) it is closed, and the next
+write opens a new one. Errors are raised as SQLAlchemy's (`dialect.driver_errors`): a database
+that cannot be reached answers 503 as on every other path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from app.storage.dialect import SHARED_RETENTION_LOCK, driver_errors
+from app.storage.maintenance import HORIZONS_SQL, horizons_of
+
+BEGIN_LOCKED = f"BEGIN; {SHARED_RETENTION_LOCK}"
+
+# Samples and the marks of all three resolutions in one statement. A mark that exists is touched
+# (row-locked) so a job claiming it concurrently waits for this commit (app.storage.dialect).
+WRITE = """
+WITH samples_written AS (
+  INSERT INTO samples (series_id, ts, value)
+  SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[])
+  ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
+), marked_1m AS (
+  INSERT INTO rollup_dirty_1m (series_id, bucket) SELECT * FROM unnest($4::integer[], $5::bigint[])
+  ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
+), marked_5m AS (
+  INSERT INTO rollup_dirty_5m (series_id, bucket) SELECT * FROM unnest($6::integer[], $7::bigint[])
+  ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
+)
+INSERT INTO rollup_dirty_1h (series_id, bucket) SELECT * FROM unnest($8::integer[], $9::bigint[])
+ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
+"""
+
+
+class SmallWrites:
+    def __init__(self, dsn: str, connect: Mapping[str, Any]) -> None:
+        self._dsn = dsn
+        self._connect = dict(connect)
+        self._conn: asyncpg.Connection | None = None
+
+    async def write(
+        self,
+        check: Callable[[dict[str, int]], None],
+        sids: np.ndarray,
+        ts: np.ndarray,
+        values: np.ndarray,
+        marks: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    ) -> None:
+        """Samples and their marks `(resolution, series, bucket)` for 1m, 5m and 1h, in one
+        transaction. `check` sees the retention horizons first and raises to refuse the write."""
+        assert [m[0] for m in marks] == ["1m", "5m", "1h"]
+        args = [sids.tolist(), ts.tolist(), values.tolist()]
+        for _, mark_sids, buckets in marks:
+            args += [mark_sids.tolist(), buckets.tolist()]
+        conn = await self._begin()
+        try:
+            with driver_errors(HORIZONS_SQL):
+                horizons = horizons_of(await conn.fetch(HORIZONS_SQL))
+            try:
+                check(horizons)
+            except Exception:
+                with driver_errors("ROLLBACK"):
+                    await conn.execute("ROLLBACK")
+                raise
+            with driver_errors(WRITE):
+                await conn.execute(WRITE, *args)
+            with driver_errors("COMMIT"):
+                await conn.execute("COMMIT")
+        except Exception:
+            if conn.is_closed() or conn.is_in_transaction():
+                self._drop()
+            raise
+        except BaseException:  # cancelled mid-conversation: the connection's state is unknown
+            self._drop()
+            raise
+
+    async def _begin(self) -> asyncpg.Connection:
+        """The connection, in a transaction holding the shared retention lock."""
+        conn = await self._connection()
+        try:
+            with driver_errors(BEGIN_LOCKED):
+                await conn.execute(BEGIN_LOCKED)
+        except BaseException:
+            self._drop()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=5)
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            with driver_errors("connect"):
+                self._conn = await asyncpg.connect(self._dsn, **self._connect)
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
