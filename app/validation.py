@@ -8,6 +8,7 @@ describe the same shapes for the OpenAPI page.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -169,6 +170,13 @@ class BatchBuilder:
         return check_labels(labels, where)
 
     def add_item(self, item: object, where: str) -> None:
+        metric, labels_json, ts, value = self.item_fields(item, where)
+        self._index.append(self.series_index(metric, labels_json))
+        self._ts.append(ts)
+        self._values.append(value)
+
+    def item_fields(self, item: object, where: str) -> tuple[str, bytes, int, float]:
+        """One sample object, checked: metric, canonical labels, timestamp (ms) and value."""
         if type(item) is not dict:
             if not isinstance(item, Mapping):
                 raise InvalidInput(f"{where.rstrip('.') or 'body'}: must be a JSON object")
@@ -187,9 +195,7 @@ class BatchBuilder:
                 check_timestamp(raw_ts, self.bounds, f"{where}timestamp")  # raises
         else:
             ts = check_timestamp(raw_ts, self.bounds, f"{where}timestamp")
-        self._index.append(self.series_index(metric, labels_json))
-        self._ts.append(ts)
-        self._values.append(value)
+        return metric, labels_json, ts, value
 
     def add_columns(self, entry: object, where: str) -> None:
         """One entry of the columnar form: metric, labels, and parallel timestamps/values."""
@@ -259,10 +265,26 @@ def _column_timestamps(stamps: list[object], bounds: TimeBounds, where: str) -> 
     )
 
 
-def parse_single(body: object, bounds: TimeBounds) -> SampleBatch:
-    builder = BatchBuilder(bounds)
-    builder.add_item(body, "")
-    return builder.build()
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One checked sample: what a single-sample write hands to the group commit, which turns the
+    samples of a whole group into one `SampleBatch` (no arrays per request)."""
+
+    key: SeriesKey
+    ts: int
+    value: float
+
+
+def parse_single(body: object, bounds: TimeBounds) -> Sample:
+    metric, labels_json, ts, value = BatchBuilder(bounds).item_fields(body, "")
+    return Sample(series_key(metric, labels_json), ts, value)
+
+
+@functools.lru_cache(maxsize=65_536)
+def series_key(metric: str, labels_json: bytes) -> SeriesKey:
+    """The key of a series, remembered: single samples mostly write series seen moments ago,
+    and need not hash their labels again."""
+    return SeriesKey(metric, labels_json, fingerprint(labels_json))
 
 
 def parse_import(body: object, bounds: TimeBounds, max_batch: int) -> SampleBatch:

@@ -29,7 +29,7 @@ from app.api.deps import key_in, presented_key
 from app.config import Settings
 from app.observability import RequestRecorder
 from app.storage.group_commit import GroupCommitter
-from app.validation import SampleBatch, TimeBounds, parse_single
+from app.validation import Sample, TimeBounds, parse_single
 
 ROUTE = "/metrics/ingest"
 ANSWER = b'{"status":"ok"}'
@@ -60,18 +60,18 @@ async def ingest(
     """Answer a plain single-sample write; hand anything else to `framework`."""
     started = time.perf_counter()
     messages: list[Message] = []
-    batch = await _plain_sample(scope, receive, messages, settings)
-    if batch is None:
+    sample = await _plain_sample(scope, receive, messages, settings)
+    if sample is None:
         await framework(scope, _replay(messages, receive), send)
         return
     recorder.first_request(scope)
     with recorder.tracking(scope, started, ROUTE) as outcome:
         try:
-            await committer.submit(batch)
+            await committer.submit(sample)
         except Exception as exc:
             outcome.status = await _refusal(scope, send, exc, handlers, recorder, started)
             return
-        recorder.metrics.ingested.inc(len(batch))
+        recorder.metrics.ingested.inc()
         outcome.status = 201
         headers = [*ANSWER_HEADERS, recorder.server_timing(started)]
         await send({"type": "http.response.start", "status": 201, "headers": headers})
@@ -80,7 +80,7 @@ async def ingest(
 
 async def _plain_sample(
     scope: Scope, receive: Receive, messages: list[Message], settings: Settings
-) -> SampleBatch | None:
+) -> Sample | None:
     """The sample, if the request is plain and acceptable; else None (the framework answers)."""
     limit = settings.max_body_bytes
     for name, value in scope["headers"]:

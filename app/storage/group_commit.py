@@ -10,44 +10,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
-from app.storage.store import AppendResult, BeforeHorizon, CardinalityExceeded, Store
-from app.validation import SampleBatch, SeriesKey
+from app.storage.store import BeforeHorizon, Store
+from app.validation import Sample, SampleBatch, SeriesKey
 
 log = logging.getLogger("app.ingest")
 MAX_GROUP = 5000
 
 
-def merge(batches: list[SampleBatch]) -> tuple[SampleBatch, list[np.ndarray]]:
-    """One batch from many (series keys de-duplicated); per input, its key indices in the merge."""
-    slots: dict[tuple[str, bytes], int] = {}
-    keys: list[SeriesKey] = []
-    maps = []
-    for batch in batches:
-        mapping = np.empty(len(batch.keys), dtype=np.int64)
-        for i, key in enumerate(batch.keys):
-            slot = slots.setdefault((key.metric, key.labels_json), len(keys))
-            if slot == len(keys):
-                keys.append(key)
-            mapping[i] = slot
-        maps.append(mapping)
-    merged = SampleBatch(
-        keys=keys,
-        series_index=np.concatenate(
-            [m[b.series_index] for m, b in zip(maps, batches, strict=True)]
-        ),
-        ts=np.concatenate([b.ts for b in batches]),
-        values=np.concatenate([b.values for b in batches]),
+def merge(samples: Sequence[Sample]) -> tuple[SampleBatch, list[int]]:
+    """One batch of many samples, series keys de-duplicated; per sample, its key's index."""
+    slots: dict[SeriesKey, int] = {}
+    index = [slots.setdefault(sample.key, len(slots)) for sample in samples]
+    batch = SampleBatch(
+        keys=list(slots),
+        series_index=np.array(index, dtype=np.int64),
+        ts=np.array([sample.ts for sample in samples], dtype=np.int64),
+        values=np.array([sample.value for sample in samples], dtype=np.float64),
     )
-    return merged, maps
+    return batch, index
 
 
 class GroupCommitter:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._queue: asyncio.Queue[tuple[SampleBatch, asyncio.Future[None]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Sample, asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0  # transactions written
         self.requests = 0  # requests they carried
@@ -63,10 +53,10 @@ class GroupCommitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, batch: SampleBatch) -> None:
-        """Return once `batch` is committed; raise what rejected it."""
+    async def submit(self, sample: Sample) -> None:
+        """Return once `sample` is committed; raise what rejected it."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((batch, done))
+        self._queue.put_nowait((sample, done))  # unbounded: never waits
         await done
 
     async def _run(self) -> None:
@@ -80,9 +70,8 @@ class GroupCommitter:
                 for _ in group:
                     self._queue.task_done()
 
-    async def _commit(self, group: list[tuple[SampleBatch, asyncio.Future[None]]]) -> None:
-        batches = [batch for batch, _ in group]
-        merged, maps = merge(batches)
+    async def _commit(self, group: list[tuple[Sample, asyncio.Future[None]]]) -> None:
+        merged, slots = merge([sample for sample, _ in group])
         try:
             result = await self.store.append(merged, all_or_nothing=False)
             self.commits += 1
@@ -94,25 +83,16 @@ class GroupCommitter:
             for _, done in group:
                 _settle(done, exc)
             return
-        for (_, done), mapping in zip(group, maps, strict=True):
-            _settle(done, _rejection(result, mapping))
+        for (_, done), slot in zip(group, slots, strict=True):
+            _settle(done, result.rejected.get(slot))
 
-    async def _commit_one_by_one(
-        self, group: list[tuple[SampleBatch, asyncio.Future[None]]]
-    ) -> None:
-        for batch, done in group:
+    async def _commit_one_by_one(self, group: list[tuple[Sample, asyncio.Future[None]]]) -> None:
+        for sample, done in group:
             try:
-                await self.store.append(batch, all_or_nothing=True)
+                await self.store.append(merge([sample])[0], all_or_nothing=True)
                 _settle(done, None)
             except Exception as exc:
                 _settle(done, exc)
-
-
-def _rejection(result: AppendResult, mapping: np.ndarray) -> CardinalityExceeded | None:
-    for slot in mapping.tolist():
-        if slot in result.rejected:
-            return result.rejected[slot]
-    return None
 
 
 def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:

@@ -7,11 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import numpy as np
 from conftest import LiveServer
 
 from app.storage.group_commit import merge
-from app.validation import SampleBatch, SeriesKey
+from app.validation import Sample, SeriesKey
 
 
 def key(metric: str, labels: bytes) -> SeriesKey:
@@ -20,13 +19,11 @@ def key(metric: str, labels: bytes) -> SeriesKey:
 
 def test_merge_shares_series_keys_across_requests() -> None:
     a, b = key("cpu", b'{"h":"a"}'), key("cpu", b'{"h":"b"}')
-    first = SampleBatch([a], np.array([0]), np.array([1]), np.array([1.0]))
-    second = SampleBatch([b, a], np.array([0, 1]), np.array([2, 3]), np.array([2.0, 3.0]))
-    merged, maps = merge([first, second])
+    merged, slots = merge([Sample(a, 1, 1.0), Sample(b, 2, 2.0), Sample(a, 3, 3.0)])
     assert merged.keys == [a, b]
-    assert merged.series_index.tolist() == [0, 1, 0]
+    assert merged.series_index.tolist() == [0, 1, 0] == slots
     assert merged.ts.tolist() == [1, 2, 3]
-    assert [m.tolist() for m in maps] == [[0], [1, 0]]
+    assert merged.values.tolist() == [1.0, 2.0, 3.0]
 
 
 def gauge(text: str, name: str) -> float:
