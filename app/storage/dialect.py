@@ -119,6 +119,8 @@ DRIVER_UNREACHABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,  # the server is shutting down or restarting
+    asyncpg.CrashShutdownError,
     ConnectionError,
     OSError,
 )

@@ -8,11 +8,12 @@ asyncpg connection: BEGIN with the shared retention lock (one simple-protocol me
 horizons, the write (samples and the marks of all three resolutions in one prepared statement),
 COMMIT. The store's write lock lets one write in at a time, so one connection serves them all.
 
-The connection opens on first use, and again after the server closed it (a restart: asyncpg
-notices the close, so the next write does not fail on it). After any failure other than a refusal
-(a sample older than a retention horizon, answered with a rollback) it is closed, and the next
-write opens a new one. Errors are raised as SQLAlchemy's (`dialect.driver_errors`): a database
-that cannot be reached answers 503 as on every other path.
+The connection opens on first use, and again after the server closed it (a restart). If the
+kept connection fails on the first message of a write, before anything is written, the write is
+tried once more on a new one. After any other failure than a refusal (a sample older than a
+retention horizon, answered with a rollback) it is closed, and the next write opens a new one.
+Errors are raised as SQLAlchemy's (`dialect.driver_errors`): a database that cannot be reached or
+is shutting down answers 503 as on every other path.
 """
 
 from __future__ import annotations
@@ -92,15 +93,23 @@ class SmallWrites:
             raise
 
     async def _begin(self) -> asyncpg.Connection:
-        """The connection, in a transaction holding the shared retention lock."""
-        conn = await self._connection()
-        try:
-            with driver_errors(BEGIN_LOCKED):
-                await conn.execute(BEGIN_LOCKED)
-        except BaseException:
-            self._drop()
-            raise
-        return conn
+        """The connection, in a transaction holding the shared retention lock. A kept connection
+        that fails here is replaced once: the server may have closed it (a restart) without the
+        client having noticed yet, and nothing has been written on it."""
+        for last_try in (self._conn is None, True):
+            conn = await self._connection()
+            try:
+                with driver_errors(BEGIN_LOCKED):
+                    await conn.execute(BEGIN_LOCKED)
+                return conn
+            except Exception:
+                self._drop()
+                if last_try:
+                    raise
+            except BaseException:
+                self._drop()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -1,0 +1,77 @@
+"""The connection PostgreSQL keeps for small writes (app.storage.pg_small_writes): a server-side
+close the client has not noticed yet costs no write."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import asyncpg
+import pytest
+from conftest import test_settings
+
+from app.storage.engine import asyncpg_dsn
+from app.storage.group_commit import merge
+from app.storage.store import Store
+from app.validation import Sample, series_key
+
+KEPT = "application_name = 'metrics-service-ingest' AND datname = current_database()"
+
+
+def terminate_kept_connection(database_url: str) -> None:
+    """Close the kept connection from the server side and wait until its backend is gone, on a
+    thread of its own: the caller's event loop does not run meanwhile, so the client cannot have
+    seen the close when its next write starts."""
+    errors: list[BaseException] = []
+
+    async def kill() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            pids = [
+                r["pid"] for r in await conn.fetch(f"SELECT pid FROM pg_stat_activity WHERE {KEPT}")
+            ]
+            assert len(pids) == 1, pids
+            await conn.execute("SELECT pg_terminate_backend($1)", pids[0])
+            deadline = time.monotonic() + 10
+            while await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pids[0]
+            ):
+                assert time.monotonic() < deadline, "the backend did not exit"
+                await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(kill())
+        except BaseException as exc:  # handed to the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def test_a_close_not_yet_noticed_costs_no_write(database_url: str, backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL only")
+    now = int(time.time() * 1000) - 60_000
+    key = series_key("cpu", b'{"host":"a"}')
+
+    async def scenario() -> list[float]:
+        store = Store.open(test_settings(database_url))
+        try:
+            await store.append(merge([Sample(key, now, 1.0)])[0])  # creates the series
+            await store.append(merge([Sample(key, now + 1, 2.0)])[0])  # opens the kept connection
+            for i in range(3):
+                terminate_kept_connection(database_url)
+                await store.append(merge([Sample(key, now + 2 + i, 3.0 + i)])[0])
+            found, _ = await store.select_raw("cpu", [], now, now + 10, 100)
+            return found[0].values.tolist()
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == [1.0, 2.0, 3.0, 4.0, 5.0]
