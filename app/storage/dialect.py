@@ -302,6 +302,14 @@ async def drop_partition(conn: AsyncConnection, day: int) -> int:
     return int(count)
 
 
+# The primary key (series_id, ts) already holds the rows in the order a raw read returns them, so
+# the index scan of each day partition, merged, is the plan for it. Before autovacuum has
+# analyzed freshly imported partitions, the planner estimates them at a few hundred rows and
+# chooses a bitmap scan and a sort that spills to disk instead: 648 ms against 346 ms for
+# 1,000,000 points. These settings last until the read's transaction ends.
+ORDERED_READ_SETTINGS = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+
+
 async def fetch_points(
     conn: AsyncConnection, ids: Sequence[int], lo: int, hi: int, limit: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -321,6 +329,8 @@ async def fetch_points(
             chunks.append(chunk)
 
         with driver_errors(sql):
+            if raw.is_in_transaction():
+                await raw.execute(ORDERED_READ_SETTINGS)
             await raw.copy_from_query(f"{sql} LIMIT {int(limit)}", output=keep, format="binary")
         rows = pg_copy.decode(b"".join(chunks), pg_copy.SAMPLE_COLUMNS)
         return (
