@@ -1,7 +1,8 @@
 """What differs between SQLite and PostgreSQL, in one place.
 
-- Bulk upserts: SQLite takes executemany in the open transaction; PostgreSQL takes whole columns as
-  arrays through `unnest`, one statement and one round trip per batch.
+- Bulk upserts: SQLite takes executemany on the connection's own thread; PostgreSQL takes new rows
+  by binary `COPY` (app.storage.pg_copy) and overwrites through `unnest` arrays, one statement per
+  batch. Small writes of known series on PostgreSQL: app.storage.pg_small_writes.
 - Invalidation marks: on PostgreSQL a mark that already exists is touched (row-locked), so a job
   that claims it concurrently waits for the writer's commit and then sees its samples
   (docs/rollups-and-retention.md).

@@ -16,23 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.services.retention import RetentionPlan
 from app.services.rollup import Resolution
 from app.storage import dialect, schema
-from app.storage.reads import AGG_SELECT, aggregate_sql
+from app.storage.reads import bucket_rows_sql
 
 ROLLUP_COLUMNS = "series_id, bucket, count, sum, min, max, sumsq, last, last_ts"
 UPSERT_SET = ", ".join(
     f"{c} = excluded.{c}" for c in ("count", "sum", "min", "max", "sumsq", "last", "last_ts")
-)
-
-
-# PostgreSQL: each claimed bucket in one pass over its samples. The last value is taken with the
-# greatest [ts, value] array (arrays compare element by element; a series has one sample per ts,
-# and a millisecond timestamp is exact as a double), instead of joining the aggregate back to the
-# samples at max(ts), which for 166,700 buckets cost a hash table of every sample or one index
-# probe per bucket.
-POSTGRES_BUCKETS = (
-    "SELECT s.series_id, claimed.bucket, count(*), sum(s.value), min(s.value), max(s.value),"
-    " sum(s.value * s.value), (max(ARRAY[s.ts::double precision, s.value]))[2], max(s.ts)"
-    " FROM {source} WHERE {where} GROUP BY s.series_id, claimed.bucket"
 )
 
 
@@ -44,11 +32,8 @@ async def materialize(conn: AsyncConnection, res: Resolution, closed_before: int
     claimed = await dialect.claim_dirty(conn, res.name, closed_before)
     if claimed:
         source, where = dialect.buckets_join(conn, "claimed", res.ms)
-        insert = f"INSERT INTO rollup_{res.name} ({ROLLUP_COLUMNS}) "
-        if dialect.is_postgres(conn):
-            statement = insert + POSTGRES_BUCKETS.format(source=source, where=where)
-        else:
-            statement = aggregate_sql(source, "claimed.bucket", where) + insert + AGG_SELECT
+        into = f"INSERT INTO rollup_{res.name} ({ROLLUP_COLUMNS}) "
+        statement = bucket_rows_sql(conn, source, "claimed.bucket", res.ms, where, into)
         await conn.execute(
             text(statement + f" ON CONFLICT (series_id, bucket) DO UPDATE SET {UPSERT_SET}")
         )

@@ -97,21 +97,40 @@ async def select_raw(
     return out, truncated
 
 
-def aggregate_sql(source: str, bucket: str, where: str) -> str:
-    """Aggregate samples into buckets; `last` is the value at the latest timestamp."""
+SINGLE_PASS_MAX_WIDTH_MS = 300_000
+
+
+def bucket_rows_sql(
+    conn: AsyncConnection, source: str, bucket: str, width_ms: int, where: str, into: str = ""
+) -> str:
+    """Aggregate samples into buckets `width_ms` wide: rows of (series_id, bucket, count, sum,
+    min, max, sumsq, last, last_ts), `last` being the value at the latest timestamp. `into` (an
+    `INSERT INTO ...`) makes it a statement that stores them.
+
+    `last` comes either from joining each bucket back to its sample at max(ts), one index probe
+    per bucket, or, on PostgreSQL, in the same pass from the greatest [ts, value] array (arrays
+    compare element by element, a series has one sample per ts, and a millisecond timestamp is
+    exact as a double), a small cost per sample. The pass wins where buckets hold few samples:
+    the rollup job over 1,000,000 samples at 10 s took 1.89 s instead of 2.59 s for its 1m
+    buckets, about the same for 5m, and 0.37 s instead of 0.28 s for 1h. SQLite has no such
+    aggregate.
+    """
+    if dialect.is_postgres(conn) and width_ms <= SINGLE_PASS_MAX_WIDTH_MS:
+        return (
+            f"{into}SELECT s.series_id, {bucket}, count(*), sum(s.value), min(s.value),"
+            " max(s.value), sum(s.value * s.value),"
+            " (max(ARRAY[CAST(s.ts AS double precision), s.value]))[2], max(s.ts)"
+            f" FROM {source} WHERE {where} GROUP BY s.series_id, {bucket}"
+        )
     return (
         "WITH agg AS (SELECT s.series_id AS series_id, "
         f"{bucket} AS bucket, count(*) AS n, sum(s.value) AS total, min(s.value) AS lo,"
         " max(s.value) AS hi, sum(s.value * s.value) AS sq, max(s.ts) AS last_ts"
-        f" FROM {source} WHERE {where} GROUP BY s.series_id, {bucket}) "
+        f" FROM {source} WHERE {where} GROUP BY s.series_id, {bucket}) {into}"
+        "SELECT agg.series_id, agg.bucket, agg.n, agg.total, agg.lo, agg.hi, agg.sq, l.value,"
+        " agg.last_ts FROM agg JOIN samples l ON l.series_id = agg.series_id"
+        " AND l.ts = agg.last_ts WHERE true"
     )
-
-
-AGG_SELECT = (
-    "SELECT agg.series_id, agg.bucket, agg.n, agg.total, agg.lo, agg.hi, agg.sq, l.value,"
-    " agg.last_ts FROM agg JOIN samples l ON l.series_id = agg.series_id"
-    " AND l.ts = agg.last_ts WHERE true"
-)
 
 
 async def materialized_until(conn: AsyncConnection, res: Resolution) -> int | None:
@@ -132,7 +151,7 @@ async def select_rollup(
         ids = ",".join(str(ref.id) for ref in refs[first : first + ID_CHUNK])
         params = {"lo": lo, "hi": hi, "mu": mu, "end": hi + res.ms}
         rows += (await conn.execute(text(_stored_sql(res, ids)), params)).all()
-        rows += (await conn.execute(text(_tail_sql(res, ids)), params)).all()
+        rows += (await conn.execute(text(_tail_sql(conn, res, ids)), params)).all()
         rows += (await conn.execute(text(_dirty_sql(conn, res, ids)), params)).all()
     return _split_rollups(refs, _columns(rows, 9)), until
 
@@ -146,9 +165,9 @@ def _stored_sql(res: Resolution, ids: str) -> str:
     )
 
 
-def _tail_sql(res: Resolution, ids: str) -> str:
+def _tail_sql(conn: AsyncConnection, res: Resolution, ids: str) -> str:
     where = f"s.series_id IN ({ids}) AND s.ts >= :mu AND s.ts < :end"
-    return aggregate_sql("samples s", dialect.bucket_expr("s.ts", res.ms), where) + AGG_SELECT
+    return bucket_rows_sql(conn, "samples s", dialect.bucket_expr("s.ts", res.ms), res.ms, where)
 
 
 def _dirty_sql(conn: AsyncConnection, res: Resolution, ids: str) -> str:
@@ -158,7 +177,7 @@ def _dirty_sql(conn: AsyncConnection, res: Resolution, ids: str) -> str:
         f"{join} AND {marks}.series_id IN ({ids}) AND {marks}.bucket >= :lo"
         f" AND {marks}.bucket <= :hi AND {marks}.bucket < :mu"
     )
-    return aggregate_sql(source, f"{marks}.bucket", where) + AGG_SELECT
+    return bucket_rows_sql(conn, source, f"{marks}.bucket", res.ms, where)
 
 
 def _split_rollups(refs: Sequence[SeriesRef], data: np.ndarray) -> list[RollupData]:

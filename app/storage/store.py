@@ -263,8 +263,8 @@ class Store:
         if last - first < 32 and self._partition_days.issuperset(range(first, last + 1)):
             return  # the usual case, without sorting the batch's days
         days = sorted(set(np.unique(ts // dialect.DAY_MS).tolist()) - self._partition_days)
-        for first in range(0, len(days), PARTITIONS_PER_TRANSACTION):
-            chunk = days[first : first + PARTITIONS_PER_TRANSACTION]
+        for start in range(0, len(days), PARTITIONS_PER_TRANSACTION):
+            chunk = days[start : start + PARTITIONS_PER_TRANSACTION]
             async with self.engines.writer.begin() as conn:
                 await dialect.ensure_partitions(conn, chunk)
             self._partition_days.update(chunk)
