@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install install-dev assets browser run migrate test check format bench soak clean
+.PHONY: help install install-dev assets browser clients run migrate test check format bench soak clean
 
 help:
 	@echo "make run     - set up everything and start the service on http://$(HOST):$(PORT) (SQLite)"
@@ -42,13 +42,26 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: install Debian's 'chromium' package for the browser tests"; fi; }
 
+# The outside servers and clients the tests run against, from Debian's packages (installed when
+# missing and we are root): Prometheus 2.42 and promtool, node_exporter, VictoriaMetrics 1.79.5
+# (victoria-metrics, vmagent, vmalert, vmctl), the InfluxDB 1.6 CLI and Alertmanager. The tests
+# start each on 127.0.0.1 with a free port and a temporary directory; none runs as a service.
+CLIENT_PACKAGES := prometheus prometheus-node-exporter victoria-metrics influxdb-client prometheus-alertmanager
+CLIENT_COMMANDS := prometheus promtool prometheus-node-exporter victoria-metrics vmagent vmalert vmctl influx prometheus-alertmanager
+clients:
+	@missing=""; for c in $(CLIENT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CLIENT_PACKAGES) >/dev/null; \
+	  else echo "some test clients are missing: install Debian's $(CLIENT_PACKAGES)"; fi; fi
+
 migrate: install
 	$(PY) -m app.migrate
 
 run: install
 	$(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT)
 
-test: install-dev browser
+test: install-dev browser clients
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: install-dev

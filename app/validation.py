@@ -18,6 +18,7 @@ from datetime import timedelta
 import numpy as np
 
 from app.matchers import LABEL_NAME_RE, canonical_labels, fingerprint
+from app.model import Sample, SampleBatch, SeriesKey
 from app.timeutil import TimeParseError, now_ms, parse_time_ms, to_ms
 
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -29,26 +30,6 @@ MAX_ABS_VALUE = 1e100  # so sums of squares in rollups stay within double range
 
 class InvalidInput(ValueError):
     """Input that breaks a rule of the contract; the message names the field or item."""
-
-
-@dataclass(frozen=True)
-class SeriesKey:
-    metric: str
-    labels_json: bytes
-    fingerprint: str
-
-
-@dataclass
-class SampleBatch:
-    """Samples in columns: `series_index[i]` points into `keys` for sample i."""
-
-    keys: list[SeriesKey]
-    series_index: np.ndarray  # int64
-    ts: np.ndarray  # int64 ms
-    values: np.ndarray  # float64
-
-    def __len__(self) -> int:
-        return int(self.ts.size)
 
 
 @dataclass(frozen=True)
@@ -263,16 +244,6 @@ def _column_timestamps(stamps: list[object], bounds: TimeBounds, where: str) -> 
         [check_timestamp(raw, bounds, f"{where}timestamps[{i}]") for i, raw in enumerate(stamps)],
         dtype=np.int64,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One checked sample: what a single-sample write hands to the group commit, which turns the
-    samples of a whole group into one `SampleBatch` (no arrays per request)."""
-
-    key: SeriesKey
-    ts: int
-    value: float
 
 
 def parse_single(body: object, bounds: TimeBounds) -> Sample:

@@ -29,7 +29,8 @@ from app.api.deps import key_in, presented_key
 from app.config import Settings
 from app.observability import RequestRecorder
 from app.storage.group_commit import GroupCommitter
-from app.validation import Sample, TimeBounds, parse_single
+from app.model import Sample
+from app.validation import TimeBounds, parse_single
 
 ROUTE = "/metrics/ingest"
 ANSWER = b'{"status":"ok"}'

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.storage.store import BeforeHorizon, Store
-from app.validation import Sample, SampleBatch, SeriesKey
+from app.model import Sample, SampleBatch, SeriesKey
 
 log = logging.getLogger("app.ingest")
 MAX_GROUP = 5000

@@ -32,7 +32,7 @@ from app.storage.engine import Engines, asyncpg_dsn, make_engines, postgres_conn
 from app.storage.pg_small_writes import SmallWrites
 from app.storage.reads import RollupData, SeriesData, SeriesRef
 from app.timeutil import format_ms, now_ms
-from app.validation import SampleBatch, SeriesKey
+from app.model import SampleBatch, SeriesKey
 
 PARTITIONS_PER_TRANSACTION = 50
 

@@ -10,7 +10,7 @@ import httpx
 from conftest import LiveServer
 
 from app.storage.group_commit import merge
-from app.validation import Sample, SeriesKey
+from app.model import Sample, SeriesKey
 
 
 def key(metric: str, labels: bytes) -> SeriesKey:
