@@ -27,9 +27,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.api.deps import key_in, presented_key
 from app.config import Settings
+from app.model import Sample
 from app.observability import RequestRecorder
 from app.storage.group_commit import GroupCommitter
-from app.model import Sample
 from app.validation import TimeBounds, parse_single
 
 ROUTE = "/metrics/ingest"

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from app.storage.store import BeforeHorizon, Store
 from app.model import Sample, SampleBatch, SeriesKey
+from app.storage.store import BeforeHorizon, Store
 
 log = logging.getLogger("app.ingest")
 MAX_GROUP = 5000

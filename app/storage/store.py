@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
 from app.matchers import Matcher
+from app.model import SampleBatch, SeriesKey
 from app.services.retention import RetentionPlan
 from app.services.rollup import RESOLUTIONS, Resolution
 from app.storage import dialect, locks, maintenance, reads, schema
@@ -32,7 +33,6 @@ from app.storage.engine import Engines, asyncpg_dsn, make_engines, postgres_conn
 from app.storage.pg_small_writes import SmallWrites
 from app.storage.reads import RollupData, SeriesData, SeriesRef
 from app.timeutil import format_ms, now_ms
-from app.model import SampleBatch, SeriesKey
 
 PARTITIONS_PER_TRANSACTION = 50
 

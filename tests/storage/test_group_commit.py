@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from conftest import LiveServer
 
-from app.storage.group_commit import merge
 from app.model import Sample, SeriesKey
+from app.storage.group_commit import merge
 
 
 def key(metric: str, labels: bytes) -> SeriesKey:

@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 from conftest import test_settings
 
+from app.model import Sample
 from app.storage.engine import asyncpg_dsn
 from app.storage.group_commit import merge
 from app.storage.store import Store
-from app.model import Sample
 from app.validation import series_key
 
 KEPT = "application_name = 'metrics-service-ingest' AND datname = current_database()"
