@@ -106,7 +106,22 @@ class RollupQueryResponse(BaseModel):
 class Anomaly(BaseModel):
     timestamp: str
     value: float
-    zscore: float
+    zscore: float | None = Field(description="The raw score: deviation over the expected spread.")
+    likelihood: float | None = Field(
+        None, description="1 - the probability of a deviation this large in normal data."
+    )
+    expected: float | None = Field(None, description="method=auto: the value predicted.")
+
+
+class AnomalyEvent(BaseModel):
+    start: str
+    end: str
+    kind: str = Field(
+        description="spike, dip, deviation, missing, flatline, variance_change or level_shift."
+    )
+    score: float = Field(description="The event's likelihood: its most unlikely finding.")
+    points: int = Field(description="Anomalous points in the event.")
+    peak: dict[str, Any] = Field(description="The point of the largest |zscore| in the event.")
 
 
 class AnomalySeries(BaseModel):
@@ -115,13 +130,26 @@ class AnomalySeries(BaseModel):
     mean: float | None
     stddev: float | None
     anomalies: list[Anomaly]
+    events: list[AnomalyEvent] = Field(
+        default_factory=list, description="Anomalous points close together, merged."
+    )
+    judged: int | None = Field(None, description="method=auto: points with a verdict.")
+    season: str | None = Field(None, description="method=auto: daily, weekly or none.")
+    interval_ms: int | None = Field(None, description="method=auto: the typical interval.")
+    block: str | None = Field(None, description="method=auto: the block width of its baselines.")
 
 
 class AnomalyResponse(BaseModel):
     metric_name: str
     threshold: float
+    threshold_kind: str = Field(
+        "zscore", description="zscore (classic methods) or likelihood (method=auto)."
+    )
     method: str
     window: str | None = Field(None, description="The rollup scored, if any.")
+    resolution: str | None = Field(
+        None, description="method=auto: what was judged, raw or a rollup (chosen from the data)."
+    )
     series: list[AnomalySeries]
 
 

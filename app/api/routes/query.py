@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -13,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import FiltersDep, MetricName, RangeDep, ReadKey, SettingsDep, StoreDep
 from app.api.responses import FastJSON
 from app.schemas import ErrorResponse, NamesResponse, RawQueryResponse, RollupQueryResponse
+from app.services.buckets import bucket_avg_stddev
 from app.services.rollup import BY_NAME
 from app.storage.reads import RollupData, SeriesData
 from app.timeutil import format_ms, format_ms_array
@@ -134,9 +134,7 @@ async def query_rollup(
 
 
 def _rollup_series(data: RollupData) -> dict[str, object]:
-    count = data.count.astype(np.float64)
-    avg = data.sum / count
-    stddev = np.sqrt(np.maximum(data.sumsq / count - avg * avg, 0.0))
+    avg, stddev = bucket_avg_stddev(data.count, data.sum, data.sumsq)
     columns = zip(
         format_ms_array(data.bucket),
         avg.tolist(),

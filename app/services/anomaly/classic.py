@@ -1,20 +1,25 @@
-"""Anomaly detection over one series: pure, vectorized numpy functions (no database, no HTTP).
+"""The classic detectors over one series: pure, vectorized numpy functions (no database, no HTTP).
 
 Every detector answers a `SeriesAnomalies`: how many points were analyzed, their population mean
 and standard deviation (None for an empty series), and the positions and signed scores of the
-points whose absolute score exceeds `threshold` (strictly).
+points whose absolute score exceeds `threshold` (strictly; scores within `TIE_TOLERANCE` of the
+threshold count as equal to it, since rounding cannot tell them apart).
 
 - `zscore`: (x - mean) / stddev over the whole series (population stddev).
 - `rolling_zscore`: each point against the points in the trailing window (t - lookback, t), the
   point itself excluded, so a level shift or a slow drift stops being flagged once the window has
-  caught up. A point needs at least 2 points in its window to be scored.
-- `mad`: robust z = 0.6745 * (x - median) / MAD, MAD the median absolute deviation from the median.
+  caught up. A point needs at least 2 points in its window to be scored. A window of (near) zero
+  spread is scored against a resolution floor: a jump out of a flat stretch is flagged.
+- `mad`: robust z = 0.6745 * (x - median) / MAD, MAD the median absolute deviation from the median;
+  when more than half of the points are equal (MAD = 0), the mean absolute deviation takes its
+  place as (x - median) / (1.2533 * MeanAD) (Iglewicz and Hoaglin's modified z-score).
 - `zscore_from_buckets`: the z-score of rollup bucket averages, the overall mean and stddev
   computed exactly from the buckets' stored count, sum and sum of squares.
 
-A spread of zero (a constant series or window; for `mad`, more than half of the points equal),
-one point or no point flags nothing. Nothing here emits numpy warnings: inputs are scaled by a
-power of two (exact) so that no sum overflows, and every score stays finite.
+zscore and mad judge every point with the whole range, later points included: they describe a
+range after the fact. The causal detector (`app.services.anomaly.detector`) is for live use.
+Nothing here emits numpy warnings: inputs are scaled by a power of two (exact) so that no sum
+overflows, and every score stays finite.
 """
 
 from __future__ import annotations
@@ -29,10 +34,17 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
 MAD_SCALE = 0.6745  # makes the MAD of normal data comparable with its standard deviation
+MEAN_AD_SCALE = 1.2533  # sqrt(pi / 2): the same for the mean absolute deviation
+TIE_TOLERANCE = 1e-9  # |score| within this relative distance of the threshold is "at" it
+# A window constant up to this relative resolution counts as flat: a point is scored against a
+# spread of this size, so a jump out of the flat stretch is flagged and rounding noise is not.
+FLAT_RESOLUTION = 1e-9
 _EPS = float(np.finfo(np.float64).eps)
 # Spreads below this, relative to the largest magnitude in the input, count as zero: data cannot
 # resolve them, and it keeps every score finite.
 _MIN_SPREAD = 1e-140
+DEFAULT_LOOKBACK_MS = 3_600_000
+LOOKBACK_INTERVALS = 60
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +66,18 @@ def validate_threshold(threshold: float) -> float:
     return value
 
 
+def default_lookback_ms(ts_ms: npt.ArrayLike) -> int:
+    """The rolling window when none is given: 1 hour, or 60 of the series' typical intervals when
+    that is longer (on hourly data an hour holds no earlier point at all)."""
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    if ts.size < 2:
+        return DEFAULT_LOOKBACK_MS
+    steps = np.diff(ts)
+    steps = steps[steps > 0]
+    typical = int(np.median(steps)) if steps.size else 0
+    return max(DEFAULT_LOOKBACK_MS, LOOKBACK_INTERVALS * typical)
+
+
 def zscore(values: npt.ArrayLike, threshold: float) -> SeriesAnomalies:
     """Points with |x - mean| / stddev > threshold, mean and population stddev of the series."""
     limit = validate_threshold(threshold)
@@ -67,7 +91,8 @@ def zscore(values: npt.ArrayLike, threshold: float) -> SeriesAnomalies:
 
 
 def mad(values: npt.ArrayLike, threshold: float) -> SeriesAnomalies:
-    """Points with |0.6745 * (x - median) / MAD| > threshold; mean and stddev reported as zscore."""
+    """Points with |0.6745 * (x - median) / MAD| > threshold (or the MeanAD form when MAD = 0);
+    mean and stddev reported as zscore does."""
     limit = validate_threshold(threshold)
     arr = _as_values(values)
     if arr.size == 0:
@@ -77,7 +102,13 @@ def mad(values: npt.ArrayLike, threshold: float) -> SeriesAnomalies:
     mean, std, _ = _moments(scaled)
     dev = scaled - float(np.median(scaled))
     spread = float(np.median(np.abs(dev)))
-    scores = MAD_SCALE * dev / spread if spread > _MIN_SPREAD else None
+    scores = None
+    if spread > _MIN_SPREAD:
+        scores = MAD_SCALE * dev / spread
+    else:
+        mean_ad = float(np.mean(np.abs(dev)))
+        if mean_ad > _MIN_SPREAD:
+            scores = dev / (MEAN_AD_SCALE * mean_ad)
     return _verdict(arr.size, mean * scale, std * scale, scores, limit)
 
 
@@ -87,7 +118,7 @@ def rolling_zscore(
     """Each point against the mean and population stddev of the points in (t - lookback, t).
 
     `ts_ms` must be ascending (epoch milliseconds). Points with fewer than 2 earlier points in their
-    window, or a window of zero spread, are not scored. mean/stddev reported are the global ones.
+    window are not scored. mean/stddev reported are the global ones.
     """
     limit = validate_threshold(threshold)
     if lookback_ms <= 0:
@@ -105,8 +136,10 @@ def rolling_zscore(
     lo = np.searchsorted(ts, ts - lookback, side="right")
     hi = np.searchsorted(ts, ts, side="left")
     scale = _pow2_scale(float(np.max(np.abs(arr))))
-    mean, std, centered = _moments(arr / scale)
+    scaled = arr / scale
+    mean, std, centered = _moments(scaled)
     scores = _window_scores(centered, lo, hi)
+    _rescore_untrusted(scores, scaled, lo, hi)
     return _verdict(arr.size, mean * scale, std * scale, scores, limit)
 
 
@@ -181,31 +214,62 @@ def _window_scores(centered: FloatArray, lo: IntArray, hi: IntArray) -> FloatArr
     """Scores against the windows [lo, hi) from prefix sums; NaN where a point is not scored.
 
     A window's variance is trusted only above the worst-case rounding error of the prefix sums
-    (a running sum of k terms is off by at most k * eps * the sum of their magnitudes), so a
-    constant window inside a long, varying series never scores rounding noise.
+    (a running sum of k terms is off by at most k * eps * the sum of their magnitudes); rows below
+    it are marked +inf for `_rescore_untrusted`, which recomputes them from local sums.
     """
     scores = np.full(centered.shape, np.nan)
     rows = np.flatnonzero(hi - lo >= 2)
     if rows.size == 0:
         return scores
-    zero = np.zeros(1)
-    s1 = np.concatenate((zero, np.cumsum(centered)))
-    s2 = np.concatenate((zero, np.cumsum(centered * centered)))
-    a1 = np.concatenate((zero, np.cumsum(np.abs(centered))))
     lo_r, hi_r = lo[rows], hi[rows]
-    n = (hi_r - lo_r).astype(np.float64)
-    w_mean = (s1[hi_r] - s1[lo_r]) / n
-    w_meansq = (s2[hi_r] - s2[lo_r]) / n
+    w_mean, var, floor = _prefix_moments(centered, lo_r, hi_r, hi_r.astype(np.float64))
+    trusted = var > floor
+    good = rows[trusted]
+    scores[good] = (centered[good] - w_mean[trusted]) / np.sqrt(var[trusted])
+    scores[rows[~trusted]] = np.inf
+    return scores
+
+
+def _prefix_moments(
+    values: FloatArray, lo: IntArray, hi: IntArray, terms: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Mean, population variance and the variance's rounding floor of values[lo:hi] per row, from
+    prefix sums over `values` (`terms`: how many terms each row's prefix sums have added)."""
+    zero = np.zeros(1)
+    s1 = np.concatenate((zero, np.cumsum(values)))
+    s2 = np.concatenate((zero, np.cumsum(values * values)))
+    a1 = np.concatenate((zero, np.cumsum(np.abs(values))))
+    n = (hi - lo).astype(np.float64)
+    w_mean = (s1[hi] - s1[lo]) / n
+    w_meansq = (s2[hi] - s2[lo]) / n
     var = w_meansq - w_mean * w_mean
-    k = hi_r.astype(np.float64)
-    err_mean = 2 * _EPS * k * a1[hi_r] / n
-    err_meansq = 2 * _EPS * k * s2[hi_r] / n
+    err_mean = 2 * _EPS * terms * a1[hi] / n
+    err_meansq = 2 * _EPS * terms * s2[hi] / n
     floor = 4 * (err_meansq + 2 * np.abs(w_mean) * err_mean + err_mean * err_mean)
     floor += 4 * _EPS * w_meansq + _MIN_SPREAD * _MIN_SPREAD
-    trusted = var > floor
-    rows = rows[trusted]
-    scores[rows] = (centered[rows] - w_mean[trusted]) / np.sqrt(var[trusted])
-    return scores
+    return w_mean, var, floor
+
+
+def _rescore_untrusted(scores: FloatArray, scaled: FloatArray, lo: IntArray, hi: IntArray) -> None:
+    """Rows whose window variance the global prefix sums could not resolve (marked +inf), scored
+    again from sums over just their windows, centred on the windows' median: a quiet stretch
+    inside a series of large values is then resolved down to its own magnitude. Windows flat even
+    then are scored against the FLAT_RESOLUTION floor."""
+    rows = np.flatnonzero(np.isposinf(scores))
+    if rows.size == 0:
+        return
+    breaks = np.flatnonzero(np.diff(rows) > 1) + 1
+    for group in np.split(rows, breaks):
+        first, last = int(lo[group[0]]), int(hi[group[-1]])
+        span = scaled[first:last]
+        center = float(np.median(span))
+        local = span - center
+        lo_g, hi_g = lo[group] - first, hi[group] - first
+        w_mean, var, floor = _prefix_moments(local, lo_g, hi_g, hi_g.astype(np.float64))
+        flat = FLAT_RESOLUTION * np.abs(w_mean + center) + _MIN_SPREAD
+        resolved = np.sqrt(np.maximum(var, 0.0))
+        spread = np.where(var > floor, resolved, np.maximum(np.sqrt(floor), flat))
+        scores[group] = (scaled[group] - center - w_mean) / spread
 
 
 def _pooled_moments(
@@ -230,7 +294,7 @@ def _verdict(
     if scores is None:
         return SeriesAnomalies(count, mean, std, _no_indices(), np.empty(0))
     with np.errstate(invalid="ignore"):  # NaN marks unscored points: never above the limit
-        indices = np.flatnonzero(np.abs(scores) > limit)
+        indices = np.flatnonzero(np.abs(scores) > limit * (1 + TIE_TOLERANCE))
     return SeriesAnomalies(count, mean, std, indices, scores[indices].astype(np.float64))
 
 

@@ -1,4 +1,5 @@
-"""Pure tests of app.services.anomaly against straightforward, exact per-point oracles."""
+"""Pure tests of the classic methods (app.services.anomaly.classic) against straightforward,
+exact per-point oracles, and the regressions the causal detector issue found in them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.services import anomaly
-from app.services.anomaly import SeriesAnomalies
+from app.services.anomaly import SeriesAnomalies, classic
 
 # Scores within this relative distance of the threshold may fall either way after rounding.
 BORDER = 1e-6
@@ -190,7 +191,12 @@ def mad_oracle(values: list[float], threshold: float) -> list[int]:
     median = statistics.median(values)
     spread = statistics.median([abs(v - median) for v in values])
     if spread == 0:
-        return []
+        mean_ad = statistics.fmean([abs(v - median) for v in values])
+        if mean_ad == 0:
+            return []
+        return [
+            i for i, v in enumerate(values) if abs((v - median) / (1.2533 * mean_ad)) > threshold
+        ]
     return [i for i, v in enumerate(values) if abs(0.6745 * (v - median) / spread) > threshold]
 
 
@@ -207,9 +213,15 @@ def test_mad_is_robust_where_zscore_is_masked() -> None:
     assert result.stddev == pytest.approx(float(np.std(values)))
 
 
-def test_mad_zero_when_most_points_are_equal() -> None:
+def test_mad_falls_back_to_the_mean_absolute_deviation_when_most_points_are_equal() -> None:
+    """More than half the points equal makes the MAD 0; a counter that is mostly zero still has
+    its outliers found (the regression: nothing was flagged at all)."""
     values = [10.0] * 51 + [11.0] * 48 + [1e6]
-    assert_clean(anomaly.mad(values, 3.0), 100)
+    result = anomaly.mad(values, 3.0)
+    assert result.indices.tolist() == [99] == mad_oracle(values, 3.0)
+    mostly_zero = [0.0] * 90 + [1.0] * 9 + [40.0]
+    assert anomaly.mad(mostly_zero, 3.5).indices.tolist() == [99]
+    assert_clean(anomaly.mad([3.0] * 40, 0.5), 40)
 
 
 @settings(deadline=None)
@@ -218,13 +230,18 @@ def test_mad_matches_oracle(values: list[float], threshold: float) -> None:
     result = anomaly.mad(values, threshold)
     median = statistics.median(values)
     spread = statistics.median([abs(v - median) for v in values])
-    if spread <= 1e-130 * max(abs(v) for v in values):
+    peak = max(abs(v) for v in values)
+    if spread <= 1e-130 * peak:
         # A MAD this small against the largest magnitude counts as zero (the scores would
-        # overflow); just above that limit, either verdict is fine.
-        if spread == 0:
-            assert_clean(result, len(values))
-        return
-    scores = [0.6745 * (v - median) / spread for v in values]
+        # overflow): the mean absolute deviation takes its place.
+        mean_ad = statistics.fmean([abs(v - median) for v in values])
+        if mean_ad <= 1e-130 * peak:
+            if mean_ad == 0:
+                assert_clean(result, len(values))
+            return
+        scores = [(v - median) / (1.2533 * mean_ad) for v in values]
+    else:
+        scores = [0.6745 * (v - median) / spread for v in values]
     above = {i for i, z in enumerate(scores) if abs(z) > threshold * (1 + BORDER)}
     border = {i for i, z in enumerate(scores) if abs(abs(z) / threshold - 1) <= BORDER}
     assert_flags(result, above, border)
@@ -274,14 +291,20 @@ def test_rolling_matches_per_point_oracle(
             continue
         z2, var = scored
         if var == 0:
-            continue  # a constant window: never scored (the exact check below covers it)
+            # A flat window: a point off its value by more than the resolution is a jump out of
+            # a flat stretch, flagged; within a millionth of it, either verdict is fine.
+            level = next(w for s, w in zip(ts, values, strict=True) if ts[i] - lookback < s < ts[i])
+            gap = abs(Fraction(values[i]) - Fraction(level))
+            if gap > Fraction(1e-6) * max(abs(Fraction(level)), Fraction(1)):
+                above.add(i)
+            elif gap:
+                border.add(i)
+            continue
         if var < peak * peak * Fraction(1e-10) or abs(z2 / limit - 1) <= 1e-4:
             border.add(i)  # at the rounding floor of the prefix sums, or too close to call
         elif z2 > limit:
             above.add(i)
     assert_flags(result, above, border)
-    zero_var = {i for i, s in enumerate(rolling_oracle(ts, values, lookback)) if s and not s[1]}
-    assert not zero_var & set(result.indices.tolist())
     assert result.count == len(values)
     assert result.mean == pytest.approx(statistics.fmean(values), rel=1e-9, abs=1e-6)
 
@@ -401,3 +424,53 @@ def test_buckets_of_a_constant_have_zero_stddev(value: float) -> None:
 def test_buckets_reject_mismatched_arrays() -> None:
     with pytest.raises(ValueError, match="length"):
         anomaly.zscore_from_buckets([1, 2], [1.0], [1.0], [1.0], 3.0)
+
+
+# --- regressions: the four bugs of the classic methods ------------------------------------------
+
+
+def test_rolling_flags_a_spike_after_a_quiet_window_inside_a_long_series() -> None:
+    """A near-constant window in a series of large values used to be taken for constant by the
+    rounding safeguard and its next point skipped: a trailing z of about 144,000 went unflagged."""
+    rng = np.random.default_rng(5)
+    values = np.concatenate(
+        [rng.normal(5e4, 5e3, 5000), 0.1 + rng.normal(0, 1e-6, 300), [0.25], [0.1] * 3]
+    )
+    ts = np.arange(values.size, dtype=np.int64) * 1000
+    result = anomaly.rolling_zscore(ts, values, 200_000, 4.0)
+    spike = 5300
+    assert spike in result.indices.tolist()
+    window = values[spike - 199 : spike]
+    expected = (values[spike] - window.mean()) / window.std()
+    assert result.zscores[result.indices.tolist().index(spike)] == pytest.approx(expected, rel=1e-6)
+    assert expected > 1e5
+
+
+def test_rolling_flags_a_jump_out_of_an_exactly_flat_stretch() -> None:
+    values = np.concatenate([np.full(100, 7.0), [7.5], np.full(20, 7.0)])
+    ts = np.arange(values.size, dtype=np.int64) * 10_000
+    result = anomaly.rolling_zscore(ts, values, 600_000, 3.0)
+    assert result.indices.tolist()[0] == 100
+    assert np.all(np.isfinite(result.zscores))
+
+
+def test_a_score_exactly_at_the_threshold_is_not_flagged() -> None:
+    """Scores exactly 3 in exact arithmetic that rounding puts one ulp above 3 used to be
+    flagged, though the rule is strictly above the threshold."""
+    values = np.array([0.0] * 9 + [1.0]) * 0.3  # population z of the last point: sqrt(9)
+    _, std, dev = classic._moments(values / classic._pow2_scale(0.3))
+    assert dev[-1] / std > 3.0  # the rounding the tolerance is for
+    assert anomaly.zscore(values, 3.0).indices.size == 0
+    assert anomaly.zscore(values, 2.9999).indices.tolist() == [9]
+    series = np.array([0.0, 2.0] * 5 + [4.0])  # window mean 1, stddev 1: z of the last point 3
+    stamps = np.arange(series.size, dtype=np.int64) * 1000
+    assert anomaly.rolling_zscore(stamps, series, 60_000, 3.0).indices.size == 0
+    assert anomaly.rolling_zscore(stamps, series, 60_000, 2.9999).indices.tolist() == [10]
+
+
+def test_rolling_default_lookback_follows_coarse_data() -> None:
+    """A 1-hour window holds no earlier point of hourly data: the default is then 60 intervals."""
+    hourly = np.arange(200, dtype=np.int64) * 3_600_000
+    assert anomaly.default_lookback_ms(hourly) == 60 * 3_600_000
+    assert anomaly.default_lookback_ms(np.arange(500, dtype=np.int64) * 10_000) == 3_600_000
+    assert anomaly.default_lookback_ms(np.array([0], dtype=np.int64)) == 3_600_000

@@ -1,0 +1,569 @@
+"""The block-level model of the causal detector: what each block should look like, judged only
+from the blocks before it, and whether it did. Pure and vectorized; docs/anomaly-detection.md
+gives the reasoning behind every choice.
+
+For block k (positions into the sparse array of non-empty blocks):
+- predictors from earlier blocks: the trailing median of the last K block locations (within the
+  current level segment), and for daily and weekly periods the median of the same phase in the
+  last periods plus the trailing median offset from it;
+- the predictor chosen is the one with the smallest recent error (geometric mean over the last
+  day of blocks), seasonal only when clearly better than the trailing one;
+- the expected spread of a point: within-block spread plus the predictor's own error, both from
+  the trailing blocks (medians), with a resolution floor;
+- a heavy-tail factor >= 1: how much larger the recent blocks' largest deviations were than the
+  same number of normal samples would give;
+- tests on complete blocks: the robust block mean against the prediction (level), the trimmed
+  spread against the recent ones (variance), and runs of flat blocks against how often the series
+  is flat (flat-line). Two or more consecutive level deviations of one sign confirm a level shift,
+  three variance deviations a variance change; both start a new segment, so the baseline re-learns
+  instead of flagging the new level for hours.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from app.services.anomaly import calibration, windows
+from app.services.anomaly.blocks import DAY_MS, WEEK_MS, Blocks, BlockStats, block_stats
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+MAD_TO_SIGMA = 1.4826  # the MAD of normal data times this is its standard deviation
+VARIANCE_RISE = 3.0
+MAD_EFFICIENCY = 0.37  # a MAD-based spread is worth this share of a standard deviation's samples
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The model's fixed constants (documented in docs/anomaly-detection.md)."""
+
+    location_blocks: int = 12
+    spread_blocks: int = 96
+    spread_dof: float = 200.0  # effective degrees of freedom of the estimated point spread
+    tail_blocks: int = 96
+    tail_quantile: float = 0.9
+    reference_stride: int = 12  # slow references (tail factor, variance) every this many blocks
+    spread_stride: int = 4  # the spreads every this many blocks
+    min_tail_blocks: int = 10
+    daily_periods: int = 4
+    weekly_periods: int = 3
+    seasonal_margin: float = 0.8
+    weekly_margin: float = 0.9
+    variance_dof: float = 20.0
+    variance_pool: int = 12
+    shift_blocks: int = 2
+    shift_points: int = 6
+    variance_blocks: int = 3
+    min_points: int = 30
+    min_blocks: int = 3
+    flat_min_points: int = 5
+    resolution: float = 1e-9
+
+    def day_blocks(self, width_ms: int) -> int:
+        """Blocks in the flat-rate, missing-rate and variance windows: a day, 14 to 288."""
+        return min(288, max(14, DAY_MS // width_ms))
+
+    def selection_blocks(self, width_ms: int) -> int:
+        """Blocks over which the predictors' errors are compared: a week (so that a weekly
+        pattern's weekend counts), at least 14."""
+        return max(14, WEEK_MS // width_ms)
+
+    def horizon(self, width_ms: int) -> int:
+        """How far (in blocks) a new segment can change later results."""
+        return (
+            self.location_blocks
+            + max(self.day_blocks(width_ms), self.selection_blocks(width_ms))
+            + self.spread_blocks
+            + self.tail_blocks
+            + 2
+        )
+
+
+@dataclass(eq=False)
+class BlockModel:
+    """Per block position: the prediction made before it, and the tests once it is complete."""
+
+    blocks: Blocks
+    stats: BlockStats
+    complete: int  # positions below this are complete blocks
+    alpha: float
+    tuning: Tuning
+    expected: FloatArray = field(init=False)
+    sigma: FloatArray = field(init=False)  # expected spread of one point
+    tail: FloatArray = field(init=False)  # heavy-tail factor, >= 1
+    season: IntArray = field(init=False)  # 0 trailing, 1 daily, 2 weekly
+    judged: BoolArray = field(init=False)
+    level_z: FloatArray = field(init=False)
+    level_p: FloatArray = field(init=False)
+    var_p: FloatArray = field(init=False)
+    flat_p: FloatArray = field(init=False)
+    flat_start: IntArray = field(init=False)  # first position of the flat run ending here
+    var_start: IntArray = field(init=False)  # first position the variance test pooled
+    interval: FloatArray = field(init=False)  # typical time between samples, ms
+    missing_rate: FloatArray = field(init=False)  # share of expected samples recently missing
+    shifts: list[tuple[int, int]] = field(default_factory=list)  # (first, confirmed) positions
+    variance_changes: list[tuple[int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        size = len(self.blocks)
+        nan = np.full(size, np.nan)
+        self.expected, self.sigma, self.tail = nan.copy(), nan.copy(), np.ones(size)
+        self.season = np.zeros(size, dtype=np.int64)
+        self.level_z, self.level_p = nan.copy(), np.ones(size)
+        self.var_p, self.flat_p = np.ones(size), np.ones(size)
+        self.flat_start = np.arange(size, dtype=np.int64)
+        self.judged = np.zeros(size, dtype=bool)
+        self.interval, self.missing_rate = nan.copy(), nan.copy()
+
+    def flagged(self) -> BoolArray:
+        """Complete blocks failing a test at `alpha`."""
+        a = self.alpha
+        return (
+            calibration.below(self.level_p, a)
+            | calibration.below(self.var_p, a)
+            | (calibration.below(self.flat_p, a))
+        )
+
+
+def fit(blocks: Blocks, complete: int, alpha: float, tuning: Tuning | None = None) -> BlockModel:
+    """The model over `blocks`, the first `complete` of them complete (the rest still filling)."""
+    model = BlockModel(blocks, block_stats(blocks), complete, alpha, tuning or Tuning())
+    if len(blocks) == 0:
+        return model
+    _Fitter(model).run()
+    return model
+
+
+class _Fitter:
+    """Computes a BlockModel range by range, re-running the ranges a new segment changes."""
+
+    def __init__(self, model: BlockModel) -> None:
+        self.m = model
+        self.t = model.tuning
+        b, s = model.blocks, model.stats
+        size = len(b)
+        self.size = size
+        self.width = b.width_ms
+        self.day = self.t.day_blocks(self.width)
+        self.seg_loc = np.zeros(size, dtype=np.int64)
+        self.seg_var = np.zeros(size, dtype=np.int64)
+        done = np.arange(size) < model.complete
+        counts = np.where(done, b.count, 0.0)
+        self.points_before = np.concatenate(([0.0], np.cumsum(counts)[:-1]))
+        self.blocks_before = np.concatenate(([0], np.cumsum(done)[:-1]))
+        self.enough = (self.points_before >= self.t.min_points) & (
+            self.blocks_before >= self.t.min_blocks
+        )
+        self.flat_rate = self._flat_rate()
+        self.n_typical = self._typical_counts()
+        self.magnitude = self._magnitude()
+        # Flat-line blocks are found first (they depend on nothing the baselines decide) and
+        # kept out of every baseline, so a stuck stretch teaches the model nothing.
+        self._flat_runs()
+        self.usable = done & ~calibration.below(model.flat_p, model.alpha)
+        self.loc = np.where(self.usable, s.location, np.nan)
+        self.phase_positions: dict[str, IntArray] = {}
+        self.seasonal = self._seasonal_profiles()
+        self.var_groups = self._variance_groups()
+        self.m.var_start = np.arange(size, dtype=np.int64) - self.var_groups + 1
+        self.log_var = self._pooled_log_variance()
+        self.errors = {key: np.full(size, np.nan) for key in ("trailing", *self.seasonal)}
+        self.candidates = {key: np.full(size, np.nan) for key in self.errors}
+        self.chosen_error = np.full(size, np.nan)
+        self.pred_var = np.full(size, np.nan)
+        self.within = np.full(size, np.nan)
+
+    def run(self) -> None:
+        self.compute(0, self.size)
+        pos = 0
+        while True:
+            found = self._first_confirmation(pos)
+            if found is None:
+                return
+            kind, first, confirmed = found
+            if kind == "shift":
+                self.m.shifts.append((first, confirmed))
+                self.seg_loc[confirmed + 1 :] = first
+            else:
+                self.m.variance_changes.append((first, confirmed))
+                self.seg_var[confirmed + 1 :] = first
+            end = min(self.size, confirmed + 1 + self.t.horizon(self.width))
+            if confirmed + 1 < end:
+                self.compute(confirmed + 1, end)
+            pos = confirmed + 1
+
+    # -- static parts ---------------------------------------------------------------------------
+
+    def _seasonal_profiles(self) -> dict[str, FloatArray]:
+        """Per candidate period, the median location of the same phase in the last periods."""
+        profiles: dict[str, FloatArray] = {}
+        index = self.m.blocks.index
+        for name, period_ms, periods in (
+            ("daily", DAY_MS, self.t.daily_periods),
+            ("weekly", WEEK_MS, self.t.weekly_periods),
+        ):
+            step = period_ms // self.width
+            if step < 4 or index.size == 0 or index[-1] - index[0] < 2 * step:
+                continue
+            rows = np.full((index.size, periods), np.nan)
+            near = np.full((index.size, 3 * periods), -1, dtype=np.int64)
+            for back in range(1, periods + 1):
+                for shift in (-1, 0, 1):
+                    pos = _lookup(index, index - back * step + shift)
+                    near[:, 3 * (back - 1) + shift + 1] = pos
+                    if shift == 0:
+                        found = pos >= 0
+                        rows[found, back - 1] = self.loc[pos[found]]
+            median, count = windows.median_rows(rows)
+            median[count < 2] = np.nan
+            profiles[name] = median
+            self.phase_positions[name] = near
+        return profiles
+
+    def _flat_rate(self) -> FloatArray:
+        """How often the series had a flat block over the last day of blocks (Laplace-smoothed)."""
+        done = np.arange(self.size) < self.m.complete
+        eligible = done & ((self.m.blocks.count >= 2) | self.m.stats.flat)
+        flat = np.where(eligible, self.m.stats.flat.astype(np.float64), np.nan)
+        total, count = windows.window_sum(flat, 0, self.size, self.day)
+        return (total + 0.5) / (count + 1.0)
+
+    def _typical_counts(self) -> FloatArray:
+        """The median sample count of the recent complete blocks; from it the typical interval
+        and how much of what was expected over the last day is missing."""
+        b = self.m.blocks
+        done = np.arange(self.size) < self.m.complete
+        counts = np.where(done, b.count, np.nan)
+        at, which = windows.anchors(b.index, 0, self.size, self.t.reference_stride)
+        rows = windows.trailing_valid_at(counts, at, self.t.spread_blocks)
+        typical = windows.median_rows(rows)[0][which]
+        typical = np.maximum(np.nan_to_num(typical, nan=1.0), 1.0)
+        self.m.interval[:] = self.width / typical
+        received, present = windows.window_sum(counts, 0, self.size, self.day)
+        first = np.maximum(np.arange(self.size) - self.day, 0)
+        span = np.where(present > 0, b.index - b.index[first], 0).astype(np.float64)
+        # The span from the window's first block to this one, this one excluded.
+        expected = span * typical
+        with np.errstate(invalid="ignore", divide="ignore"):
+            missing = np.clip(1.0 - received / expected, 0.0, 1.0)
+        self.m.missing_rate[:] = np.where(expected > 0, missing, np.nan)
+        return typical
+
+    def _magnitude(self) -> FloatArray:
+        """The largest magnitude among the recent blocks: what the resolution floor of the
+        spread is relative to (a counter at 0 whose values are 0 or 1 resolves 1e-9, not 1e-300).
+        """
+        b = self.m.blocks
+        done = np.arange(self.size) < self.m.complete
+        peak = np.where(done, np.maximum(np.abs(b.high), np.abs(b.low)), np.nan)
+        at, which = windows.anchors(b.index, 0, self.size, self.t.spread_stride)
+        rows = windows.trailing_valid_at(peak, at, self.t.spread_blocks)
+        return np.nan_to_num(windows.quantile_rows(rows, 1.0)[0][which])
+
+    # -- one range --------------------------------------------------------------------------
+
+    def compute(self, p0: int, p1: int) -> None:
+        self._predict(p0, p1)
+        self._choose(p0, p1)
+        self._spread(p0, p1)
+        self._tail(p0, p1)
+        self._tests(p0, p1)
+
+    def _predict(self, p0: int, p1: int) -> None:
+        k = self.t.location_blocks
+        rows = windows.trailing_valid(self.loc, p0, p1, k, self.seg_loc)
+        trailing, _ = windows.median_rows(rows)
+        self.candidates["trailing"][p0:p1] = trailing
+        for name, profile in self.seasonal.items():
+            offsets = windows.trailing_valid(self.loc - profile, p0, p1, k, self.seg_loc)
+            offset, _ = windows.median_rows(offsets)
+            self.candidates[name][p0:p1] = profile[p0:p1] + offset
+        for name, values in self.candidates.items():
+            self.errors[name][p0:p1] = np.abs(self.loc[p0:p1] - values[p0:p1])
+
+    def _choose(self, p0: int, p1: int) -> None:
+        trailing = self.candidates["trailing"][p0:p1]
+        expected = trailing.copy()
+        season = np.zeros(p1 - p0, dtype=np.int64)
+        best = np.ones(p1 - p0)
+        for code, name in ((1, "daily"), (2, "weekly")):
+            if name not in self.seasonal:
+                continue
+            ratio = self._error_ratio(name, p0, p1)
+            margin = self.t.seasonal_margin if code == 1 else self.t.weekly_margin
+            limit = np.minimum(self.t.seasonal_margin, margin * best)
+            candidate = self.candidates[name][p0:p1]
+            better = (ratio < limit) & ~np.isnan(candidate)
+            expected = np.where(better, candidate, expected)
+            season = np.where(better, code, season)
+            best = np.where(better, ratio, best)
+        self.m.expected[p0:p1] = expected
+        self.m.season[p0:p1] = season
+
+    def _error_ratio(self, name: str, p0: int, p1: int) -> FloatArray:
+        """Geometric mean of a seasonal predictor's errors over the trailing week, divided by the
+        trailing predictor's over the same blocks; NaN with fewer than half a day of both."""
+        ours, theirs = self.errors[name], self.errors["trailing"]
+        both = ~np.isnan(ours) & ~np.isnan(theirs)
+        tiny = self.t.resolution * np.abs(np.nan_to_num(self.loc)) + 1e-300
+        log_ours = np.where(both, np.log(np.where(both, ours, 1.0) + tiny), np.nan)
+        log_theirs = np.where(both, np.log(np.where(both, theirs, 1.0) + tiny), np.nan)
+        week = self.t.selection_blocks(self.width)
+        sum_ours, count = windows.window_sum(log_ours, p0, p1, week)
+        sum_theirs, _ = windows.window_sum(log_theirs, p0, p1, week)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            ratio = np.exp((sum_ours - sum_theirs) / count)
+        ratio[count < max(7, self.day // 2)] = np.nan
+        return ratio
+
+    def _spread(self, p0: int, p1: int) -> None:
+        ks = self.t.spread_blocks
+        expected = self.m.expected[p0:p1]
+        self.chosen_error[p0:p1] = np.abs(self.loc[p0:p1] - expected)
+        stride = self.t.spread_stride
+        at, which = windows.anchors(self.m.blocks.index, p0, p1, stride, self.seg_var)
+        err_rows = windows.trailing_valid_at(self.chosen_error, at, ks, self.seg_var)
+        err_median, err_count = windows.median_rows(err_rows)
+        err_median, err_count = err_median[which], err_count[which]
+        sigma_b = np.maximum(MAD_TO_SIGMA * err_median, self._phase_error(p0, p1))
+        within = np.where(self.usable, self.m.stats.spread, np.nan)
+        within_rows = windows.trailing_valid_at(within, at, ks, self.seg_var)
+        sigma_w = windows.median_rows(within_rows)[0][which]
+        n_typical = self.n_typical[p0:p1]
+        sigma_w = sigma_w / np.sqrt(chi2_median(n_typical - 1.0))
+        single = n_typical < 2
+        unresolved = np.isnan(sigma_w) & ~single
+        sigma_w = np.where(single, 0.0, sigma_w)
+        sigma_w = np.where(unresolved, sigma_b * np.sqrt(n_typical), sigma_w)
+        pred_var = np.maximum(sigma_b**2 - np.where(unresolved, 0.0, sigma_w**2 / n_typical), 0.0)
+        pred_var = np.where(unresolved, 0.0, pred_var)
+        floor = self.t.resolution * np.maximum(np.abs(expected), self.magnitude[p0:p1]) + 1e-300
+        sigma = np.maximum(np.sqrt(sigma_w**2 + pred_var), floor)
+        sigma[np.isnan(expected) | (err_count == 0)] = np.nan
+        self.m.sigma[p0:p1] = sigma
+        self.pred_var[p0:p1] = pred_var
+        self.within[p0:p1] = sigma_w
+
+    def _phase_error(self, p0: int, p1: int) -> FloatArray:
+        """The chosen seasonal predictor's error spread at the same phase of earlier periods
+        (and the blocks beside it): a daily curve is harder to predict at its steep morning rise
+        than at night, and the trailing error spread would miss that."""
+        out = np.zeros(p1 - p0)
+        season = self.m.season[p0:p1]
+        for code, name in ((1, "daily"), (2, "weekly")):
+            rows = np.flatnonzero(season == code)
+            if rows.size == 0 or name not in self.phase_positions:
+                continue
+            near = self.phase_positions[name][p0 + rows]
+            values = np.where(near >= 0, self.chosen_error[np.maximum(near, 0)], np.nan)
+            median, count = windows.median_rows(values)
+            out[rows] = np.where(count >= 4, MAD_TO_SIGMA * median, 0.0)
+        return np.nan_to_num(out)
+
+    def _tail(self, p0: int, p1: int) -> None:
+        """The spread the recent blocks' extremes imply: the 90th percentile, over the trailing
+        blocks, of each block's largest deviation from its prediction divided by what that
+        quantile is for as many normal samples. Where it exceeds the modelled spread, the ratio
+        is the heavy-tail factor (>= 1). Comparing deviations, not scores, keeps it independent
+        of how the modelled spread itself moved."""
+        b = self.m.blocks
+        lo = max(0, p0 - self.t.tail_blocks)
+        sl = slice(lo, p1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dev = np.maximum(
+                np.abs(b.high[sl] - self.m.expected[sl]), np.abs(b.low[sl] - self.m.expected[sl])
+            )
+            implied = dev / calibration.max_abs_quantile(b.count[sl], self.t.tail_quantile)
+        implied[~self.usable[sl] | np.isnan(self.m.sigma[sl])] = np.nan
+        full = np.full(self.size, np.nan)
+        full[sl] = implied
+        at, which = windows.anchors(self.m.blocks.index, p0, p1, self.t.reference_stride)
+        rows = windows.trailing_valid_at(full, at, self.t.tail_blocks)
+        quantile, count = windows.quantile_rows(rows, self.t.tail_quantile)
+        quantile, count = quantile[which], count[which]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = quantile / self.m.sigma[p0:p1]
+        self.m.tail[p0:p1] = np.maximum(np.nan_to_num(factor, nan=1.0, posinf=1.0), 1.0)
+        # A verdict needs the calibration too: enough blocks to know how heavy the tails are.
+        calibrated = count >= self.t.min_tail_blocks
+        self.m.judged[p0:p1] = self.enough[p0:p1] & ~np.isnan(self.m.sigma[p0:p1]) & calibrated
+
+    def _tests(self, p0: int, p1: int) -> None:
+        s = self.m.stats
+        sl = slice(p0, p1)
+        done = (np.arange(p0, p1) < self.m.complete) & self.m.judged[sl]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_var = self.pred_var[sl] + self.within[sl] ** 2 / np.maximum(s.trimmed_count[sl], 1)
+            floor = self.m.sigma[sl] ** 2 * 1e-18
+            z = (s.location[sl] - self.m.expected[sl]) / np.sqrt(np.maximum(mean_var, floor))
+        z = np.where(done, z, np.nan)
+        self.m.level_z[sl] = z
+        # The heavy-tail factor is about single samples; a mean of n of them is closer to normal.
+        factor = 1.0 + (self.m.tail[sl] - 1.0) / np.sqrt(np.maximum(s.trimmed_count[sl], 1.0))
+        # The error spread is a median of `spread_blocks` errors: about 37% as efficient as a
+        # standard deviation, so the score follows t with that many fewer degrees of freedom.
+        dof = MAD_EFFICIENCY * self.t.spread_blocks
+        t = calibration.student_to_normal(np.nan_to_num(z) / factor, dof)
+        p_level = calibration.two_sided_p(t)
+        self.m.level_p[sl] = np.where(done, p_level, 1.0)
+        self._variance_test(p0, p1, done)
+
+    def _variance_groups(self) -> IntArray:
+        """How many blocks the variance test pools at each position: enough for about
+        `variance_dof` degrees of freedom, at most `variance_pool` blocks."""
+        dof = np.maximum(np.nan_to_num(self.m.stats.trimmed_count, nan=1.0) - 1.0, 1.0)
+        index = self.m.blocks.index
+        at, which = windows.anchors(index, 0, self.size, self.t.reference_stride)
+        rows = windows.trailing_valid_at(dof, at, self.t.spread_blocks)
+        typical = windows.median_rows(rows)[0][which]
+        typical = np.nan_to_num(typical, nan=1.0)
+        groups = np.ceil(self.t.variance_dof / np.maximum(typical, 1.0))
+        groups = np.clip(groups, 1, self.t.variance_pool).astype(np.int64)
+        return np.minimum(groups, np.arange(self.size) + 1)
+
+    def _pooled_log_variance(self) -> FloatArray:
+        """log of the pooled trimmed variance of the last `var_groups` blocks at each position
+        (NaN where they hold fewer than 3 degrees of freedom). Depends on no baseline."""
+        s = self.m.stats
+        dof = np.where(self.usable & (s.trimmed_count >= 3), s.trimmed_count - 1.0, 0.0)
+        dof = np.nan_to_num(dof)
+        weighted = np.cumsum(np.concatenate(([0.0], dof * np.nan_to_num(s.trimmed_var))))
+        total = np.cumsum(np.concatenate(([0.0], dof)))
+        end = np.arange(self.size) + 1
+        start = end - self.var_groups
+        pooled_dof = total[end] - total[start]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pooled = (weighted[end] - weighted[start]) / pooled_dof
+            out: FloatArray = np.log(pooled)
+        out[(pooled_dof < 3) | ~np.isfinite(out)] = np.nan
+        return out
+
+    def _variance_test(self, p0: int, p1: int, done: BoolArray) -> None:
+        """The log of the pooled spread of the last blocks against the same statistic over the
+        last day (median and MAD): distribution-free, so neither few samples per block nor
+        correlated noise make it overconfident."""
+        sl = slice(p0, p1)
+        stride = self.t.reference_stride
+        at, which = windows.anchors(self.m.blocks.index, p0, p1, stride, self.seg_var)
+        rows = windows.trailing_valid_at(self.log_var, at, self.day, self.seg_var)
+        center, count = windows.median_rows(rows)
+        spread, _ = windows.median_rows(np.abs(rows - center[:, None]))
+        center, count, spread = center[which], count[which], spread[which]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (self.log_var[sl] - center) / (MAD_TO_SIGMA * spread)
+        testable = done & (count >= self.t.min_tail_blocks) & (spread > 0) & np.isfinite(z)
+        z = calibration.student_to_normal(np.nan_to_num(z), max(3.0, MAD_EFFICIENCY * self.day / 4))
+        self.m.var_p[sl] = np.where(testable, calibration.upper_p(z), 1.0)
+        self._variance_starts(p0, p1, center)
+
+    def _variance_starts(self, p0: int, p1: int, center: FloatArray) -> None:
+        """Where a flagged variance change began: the first block of the pooled group whose
+        own variance is VARIANCE_RISE times the typical one (not simply the group's first block).
+        """
+        flagged = p0 + np.flatnonzero(calibration.below(self.m.var_p[p0:p1], self.m.alpha))
+        own = np.log(np.maximum(np.nan_to_num(self.m.stats.trimmed_var), 1e-300))
+        for p in flagged.tolist():
+            first = p - int(self.var_groups[p]) + 1
+            typical = center[p - p0] + math.log(VARIANCE_RISE)
+            above = np.flatnonzero(own[first : p + 1] > typical)
+            self.m.var_start[p] = first + (int(above[0]) if above.size else 0)
+
+    def _flat_runs(self) -> None:
+        """Runs of flat blocks holding one value, and how unlikely each is: the flat-block rate
+        before the run, to the power of the run's length in blocks."""
+        s, b = self.m.stats, self.m.blocks
+        flat = s.flat & (np.arange(self.size) < self.m.complete)
+        cont = np.zeros(self.size, dtype=bool)
+        cont[1:] = flat[1:] & flat[:-1] & (b.low[1:] == b.low[:-1]) & (np.diff(b.index) == 1)
+        starts = np.flatnonzero(flat & ~cont)
+        start_of = np.full(self.size, -1, dtype=np.int64)
+        if starts.size:
+            owner = np.searchsorted(starts, np.arange(self.size), side="right") - 1
+            ok = (owner >= 0) & flat
+            start_of[ok] = starts[owner[ok]]
+        run_blocks = np.where(start_of >= 0, np.arange(self.size) - start_of + 1, 0)
+        points = np.concatenate(([0.0], np.cumsum(b.count)))
+        run_points = np.where(
+            start_of >= 0, points[np.arange(self.size) + 1] - points[np.maximum(start_of, 0)], 0
+        )
+        rate = self.flat_rate[np.maximum(start_of, 0)]
+        with np.errstate(divide="ignore", over="ignore", under="ignore"):
+            p = np.where(
+                (start_of >= 0) & (run_points >= self.t.flat_min_points),
+                np.exp(run_blocks * np.log(rate)),
+                1.0,
+            )
+        p[~self.enough[np.maximum(start_of, 0)]] = 1.0
+        self.m.flat_p[:] = p
+        self.m.flat_start[:] = np.where(start_of >= 0, start_of, np.arange(self.size))
+
+    # -- confirmations ----------------------------------------------------------------------
+
+    def _first_confirmation(self, pos: int) -> tuple[str, int, int] | None:
+        shift = self._first_chain(
+            pos, self._level_signs(), self.t.shift_blocks, self.t.shift_points
+        )
+        var_sign = calibration.below(self.m.var_p, self.m.alpha).astype(np.int64)
+        variance = self._first_chain(pos, var_sign, self.t.variance_blocks, 0)
+        options = [("shift", *shift)] if shift else []
+        if variance:
+            options.append(("variance", *variance))
+        if not options:
+            return None
+        return min(options, key=lambda option: option[2])
+
+    def _level_signs(self) -> IntArray:
+        signs = np.sign(np.nan_to_num(self.m.level_z)).astype(np.int64)
+        return np.where(calibration.below(self.m.level_p, self.m.alpha), signs, 0)
+
+    def _first_chain(
+        self, pos: int, signs: IntArray, blocks: int, points: int
+    ) -> tuple[int, int] | None:
+        """The first chain of >= `blocks` adjacent flagged blocks of one sign (holding >= `points`
+        samples) that ends at or after `pos` and starts at or after it: (first, last) positions."""
+        part = signs[pos:]
+        if part.size == 0:
+            return None
+        index = self.m.blocks.index[pos:]
+        cont = np.zeros(part.size, dtype=bool)
+        cont[1:] = (part[1:] != 0) & (part[1:] == part[:-1]) & (np.diff(index) <= 2)
+        starts = np.flatnonzero((part != 0) & ~cont)
+        if starts.size == 0:
+            return None
+        owner = np.searchsorted(starts, np.arange(part.size), side="right") - 1
+        start_of = np.where((owner >= 0) & (part != 0), starts[np.maximum(owner, 0)], -1)
+        length = np.arange(part.size) - start_of + 1
+        counts = np.concatenate(([0.0], np.cumsum(self.m.blocks.count[pos:])))
+        held = counts[np.arange(part.size) + 1] - counts[np.maximum(start_of, 0)]
+        ok = (start_of >= 0) & (length >= blocks) & (held >= points)
+        hits = np.flatnonzero(ok)
+        if hits.size == 0:
+            return None
+        last = int(hits[0])
+        return pos + int(start_of[last]), pos + last
+
+
+def _lookup(index: IntArray, target: IntArray) -> IntArray:
+    """Positions of `target` block indices in the sorted `index`, -1 where absent."""
+    pos = np.searchsorted(index, target)
+    found = pos < index.size
+    found[found] = index[pos[found]] == target[found]
+    return np.where(found, pos, -1).astype(np.int64)
+
+
+def chi2_median(dof: npt.ArrayLike) -> FloatArray:
+    """The median of chi-square(k) / k (Wilson-Hilferty): the median of k-dof sample variances
+    relative to the true variance, which a median of block variances must be divided by."""
+    k = np.maximum(np.asarray(dof, dtype=np.float64), 1.0)
+    return np.asarray((1.0 - 2.0 / (9.0 * k)) ** 3, dtype=np.float64)
+
+
+def z_threshold(alpha: float) -> float:
+    """The two-sided normal score whose tail is alpha."""
+    return calibration.z_for_p(alpha) if 0 < alpha < 1 else math.inf
