@@ -30,10 +30,12 @@ import numpy.typing as npt
 import orjson
 from tqdm import tqdm  # type: ignore[import-untyped]
 
+from app.services import labelled_data, scenarios
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-PATTERNS = ("noise", "sine_wave", "linear_trend", "spike", "combined")
+PATTERNS = ("noise", "sine_wave", "linear_trend", "spike", "combined", "daily", "weekly")
 # Noise is Gaussian truncated at +-3.5 sigma, so pure noise never trips a threshold-4 detector.
 NOISE_CLIP = 3.5
 LIVE_CHUNK = 10_000  # live mode generates at most this many points per series at a time
@@ -104,10 +106,12 @@ def generate(
     interval: float = 1.0,
     params: PatternParams | None = None,
     first: int = 0,
+    origin_ms: int = 0,
 ) -> tuple[FloatArray, IntArray]:
     """n values of `pattern`, point i at (first + i) * interval seconds; and the spike positions.
 
     The same arguments always give the same values. Only `spike` and `combined` have spikes.
+    `daily` and `weekly` follow the time of day and week, point i being at origin_ms + ...
     """
     if pattern not in PATTERNS:
         raise ValueError(f"unknown pattern {pattern!r}; choose from {', '.join(PATTERNS)}")
@@ -115,6 +119,10 @@ def generate(
     rng = np.random.default_rng(seed)
     t = np.arange(first, first + n, dtype=np.float64) * interval
     values = p.base + p.noise * truncated_normal(rng, n)
+    if pattern in labelled_data.SEASONAL_PATTERNS:
+        stamps = origin_ms + np.round(t * 1000).astype(np.int64)
+        shape = scenarios.Shape(level=0.0, amplitude=p.amplitude, noise=0.0)
+        values += scenarios.base_signal(pattern, stamps, shape)
     if pattern in ("sine_wave", "combined"):
         values += p.amplitude * np.sin(2 * np.pi * t / p.sine_period)
     if pattern in ("linear_trend", "combined"):
@@ -147,7 +155,12 @@ def generate_series(
     step = interval_ms(interval)
     timestamps = end_ms - step * np.arange(n - 1, -1, -1, dtype=np.int64)
     values, spikes = generate(
-        pattern, n, seed, interval=step / 1000, params=params or PatternParams(span=duration)
+        pattern,
+        n,
+        seed,
+        interval=step / 1000,
+        params=params or PatternParams(span=duration),
+        origin_ms=int(timestamps[0]) if n else 0,
     )
     return GeneratedSeries(timestamps, values, spikes)
 
@@ -219,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         "standard deviations of the spike-free signal high, at positions fixed by --seed.",
     )
     _add_data_options(parser)
+    labelled_data.add_options(parser)
     _add_delivery_options(parser)
     return parser
 
@@ -377,6 +391,15 @@ def run_backfill(args: argparse.Namespace, sender: Sender, tally: Tally) -> None
                         end_ms=end_ms, seed=args.seed + i, params=params)
         for i in range(len(labels))
     ]  # fmt: skip
+    if args.anomalies:
+        planted = [
+            labelled_data.plant(args, s.timestamps_ms, args.seed + i) for i, s in enumerate(series)
+        ]
+        series = [GeneratedSeries(p.ts_ms, p.values, np.empty(0, np.int64)) for p in planted]
+        if args.labels_out is not None:
+            labelled_data.write_labels(
+                args.labels_out, list(zip(labels, planted, strict=True)), rfc3339_ms
+            )
     tally.start(sum(s.values.size for s in series))
     items = _items(args.metric, series, labels)
     while batch := list(islice(items, args.batch_size)):
@@ -384,11 +407,15 @@ def run_backfill(args: argparse.Namespace, sender: Sender, tally: Tally) -> None
         tally.add(len(batch))
 
 
-def _live_values(args: argparse.Namespace, seed: int, chunk: int, n: int) -> FloatArray:
+def _live_values(
+    args: argparse.Namespace, seed: int, chunk: int, n: int, origin: int
+) -> FloatArray:
     """The values of ticks chunk * n ... chunk * n + n - 1 of one series."""
     key: int | tuple[int, ...] = seed if chunk == 0 else (seed, chunk)
     step = interval_ms(args.interval) / 1000
-    values, _ = generate(args.pattern, n, key, interval=step, params=_params(args), first=chunk * n)
+    values, _ = generate(
+        args.pattern, n, key, interval=step, params=_params(args), first=chunk * n, origin_ms=origin
+    )
     return values
 
 
@@ -403,7 +430,9 @@ def run_live(args: argparse.Namespace, sender: Sender, tally: Tally) -> None:
     while args.count is None or tick < args.count:
         chunk, offset = divmod(tick, size)
         if offset == 0:
-            values = [_live_values(args, args.seed + i, chunk, size) for i in range(len(labels))]
+            values = [
+                _live_values(args, args.seed + i, chunk, size, origin) for i in range(len(labels))
+            ]
         due = origin + tick * step
         tally.ctrl_c.sleep(max(0.0, due / 1000 - time.time()))
         stamp = rfc3339_ms(np.array([due], dtype=np.int64))[0]
@@ -425,6 +454,7 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
         parser.error(f"--base-url must start with http:// or https://, got {args.base_url!r}")
     if not _LABEL_RE.match(f"{args.vary_label}="):
         parser.error(f"invalid --vary-label {args.vary_label!r}")
+    labelled_data.validate(parser, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ value stuck for 1-3 h) and missing (no samples for 30-90 intervals).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,39 +114,43 @@ def ar_noise(rng: np.random.Generator, n: int, sigma: float, phi: float = AR_PHI
 
 def labelled_series(
     base: str,
-    kind: str | None,
+    kinds: Sequence[str],
+    ts_ms: IntArray,
     *,
-    start_ms: int,
-    warmup_days: float,
-    slots: int,
-    interval_ms: int = 60_000,
+    evaluate_from_ms: int,
     slot_ms: int = DAY_MS,
     seed: int = 0,
     shape: Shape | None = None,
 ) -> LabelledSeries:
-    """`warmup_days` of normal data, then `slots` slots of `slot_ms`, one anomaly of `kind` in
-    each (none when `kind` is None)."""
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"unknown anomaly kind {kind!r}; choose from {', '.join(KINDS)}")
-    if kind in SEASONAL_ONLY and base not in ("daily", "weekly"):
-        raise ValueError(f"{kind} needs a seasonal base (daily or weekly)")
+    """The base over the (evenly spaced, ascending) `ts_ms`; from `evaluate_from_ms` on, one
+    anomaly per slot of `slot_ms`, of the kinds in turn (none when `kinds` is empty)."""
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"unknown anomaly kind {kind!r}; choose from {', '.join(KINDS)}")
+        if kind in SEASONAL_ONLY and base not in ("daily", "weekly"):
+            raise ValueError(f"{kind} needs a seasonal base (daily or weekly)")
     s = shape or Shape()
     rng = np.random.default_rng(seed)
-    evaluate_from = start_ms + round(warmup_days * DAY_MS)
-    end = evaluate_from + slots * slot_ms
-    ts = np.arange(start_ms, end, interval_ms, dtype=np.int64)
+    ts = np.asarray(ts_ms, dtype=np.int64)
     signal = base_signal(base, ts, s)
     noise = ar_noise(rng, ts.size, s.noise)
     keep = np.ones(ts.size, dtype=bool)
     labels = []
-    for slot in range(slots if kind else 0):
-        slot_start = evaluate_from + slot * slot_ms
-        label = _plant(kind or "", ts, signal, noise, keep, rng, slot_start, slot_ms, s, base)
-        labels.append(label)
+    interval = int(ts[1] - ts[0]) if ts.size > 1 else 0
+    slots = int((ts[-1] + interval - evaluate_from_ms) // slot_ms) if ts.size and kinds else 0
+    for slot in range(max(slots, 0)):
+        kind = kinds[slot % len(kinds)]
+        slot_start = evaluate_from_ms + slot * slot_ms
+        labels.append(_plant(kind, ts, signal, noise, keep, rng, slot_start, slot_ms, s, base))
     values = signal + noise
     flat = np.isnan(noise)  # flatline: noise removed and the value held (see _plant)
     values[flat] = signal[flat]
-    return LabelledSeries(ts[keep], values[keep], tuple(labels), base, evaluate_from, interval_ms)
+    return LabelledSeries(ts[keep], values[keep], tuple(labels), base, evaluate_from_ms, interval)
+
+
+def grid(start_ms: int, days: float, interval_ms: int) -> IntArray:
+    """Evenly spaced timestamps over `days` from `start_ms`."""
+    return np.arange(start_ms, start_ms + round(days * DAY_MS), interval_ms, dtype=np.int64)
 
 
 def _plant(

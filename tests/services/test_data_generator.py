@@ -330,3 +330,59 @@ def test_live_stops_cleanly_on_ctrl_c(stub: Stub) -> None:
     assert "Traceback" not in stderr
     assert stdout.startswith("stopped by Ctrl-C: sent ")
     assert len(stub.requests) >= 3
+
+
+# --- labelled anomalies (--anomalies) -----------------------------------------------------------
+
+
+def test_labelled_anomalies_are_planted_and_written(stub: Stub, tmp_path: Path) -> None:
+    labels_file = tmp_path / "labels.jsonl"
+    args = ["--pattern", "daily", "--duration", "259200", "--interval", "60", "--end", "1767225600"]
+    args += ["--anomalies", "spike,missing", "--anomaly-every", "21600", "--series", "2"]
+    args += ["--warmup", "172800"]
+    result = run_cli(*args, "--labels-out", str(labels_file), "--base-url", stub.url)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in labels_file.read_text().splitlines()]
+    # 3 days, 2 days of warm-up, then one anomaly every 6 h: 4 per series, spike and missing.
+    assert len(records) == 8
+    assert [r["kind"] for r in records[:4]] == ["spike", "missing", "spike", "missing"]
+    assert {r["labels"]["host"] for r in records} == {"server1", "server2"}
+    items = [item for _, _, body in stub.requests for item in body["metrics"]]
+    one = sorted(
+        (epoch_ms(i["timestamp"]), i["value"]) for i in items if i["labels"]["host"] == "server1"
+    )
+    stamps = np.array([t for t, _ in one])
+    gap = records[1]
+    assert not ((stamps >= epoch_ms(gap["start"])) & (stamps <= epoch_ms(gap["end"]))).any()
+    assert len(one) < 3 * 1440  # the missing samples are not sent
+    spike_at = epoch_ms(records[0]["start"])
+    value = dict(one)[spike_at]
+    nearby = [v for t, v in one if 0 < abs(t - spike_at) <= 600_000]
+    assert value - np.median(nearby) > 10  # 6 to 12 noise sigmas (3 each) above its neighbours
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--anomalies", "spike", "--pattern", "sine_wave"],
+        ["--anomalies", "seasonal_break", "--pattern", "noise"],
+        ["--anomalies", "earthquake", "--pattern", "daily"],
+        ["--anomalies", "spike", "--pattern", "daily", "--live"],
+        ["--labels-out", "x.jsonl"],
+    ],
+)
+def test_bad_anomaly_arguments(args: list[str]) -> None:
+    result = run_cli(*args)
+    assert_clean_failure(result, 2)
+    assert "error:" in result.stderr
+
+
+def test_daily_pattern_follows_the_time_of_day() -> None:
+    params = gen.PatternParams(span=86_400.0, noise=0.0, amplitude=40.0)
+    series = gen.generate_series(
+        "daily", duration=86_400, interval=3600, end_ms=1_767_225_600_000 - 3_600_000, params=params
+    )
+    by_hour = dict(
+        zip(((series.timestamps_ms // 3_600_000) % 24).tolist(), series.values, strict=True)
+    )
+    assert by_hour[3] < 55.0 < by_hour[14]  # quiet nights, busy afternoons

@@ -93,13 +93,12 @@ def run(plan: Plan) -> Report:
 
 
 def _evaluate(base: str, kind: str | None, seed: int, plan: Plan, report: Report) -> Tally:
+    warmup = WARMUP_DAYS[base]
     series = scenarios.labelled_series(
         base,
-        kind,
-        start_ms=START_MS,
-        warmup_days=WARMUP_DAYS[base],
-        slots=plan.slots,
-        interval_ms=plan.interval_ms,
+        [kind] if kind else [],
+        scenarios.grid(START_MS, warmup + plan.slots, plan.interval_ms),
+        evaluate_from_ms=START_MS + round(warmup * scenarios.DAY_MS),
         seed=zlib.crc32(f"{base}/{kind}/{seed}".encode()),
     )
     result = detector.detect(
