@@ -138,6 +138,38 @@ class Settings(BaseSettings):
         description="One log line per request (logger app.access); /metrics counts them anyway.",
     )
 
+    # -- alerting (docs/operations.md#alerting) ---------------------------------------------
+    alert_rules_file: str = Field(
+        "",
+        description="YAML file of alert rules loaded at start-up (empty: none); see README.",
+    )
+    alert_interval: Duration = Field(
+        timedelta(seconds=30), description="Period of the alert job (evaluation and delivery)."
+    )
+    alertmanager_url: str = Field(
+        "", description="Alertmanager to send alerts to (its v2 API), e.g. http://am:9093."
+    )
+    alert_webhook_url: str = Field(
+        "", description="A URL that receives a JSON POST for every firing and resolved alert."
+    )
+    alert_resend_delay: Duration = Field(
+        timedelta(minutes=1), description="How often firing alerts are re-sent to Alertmanager."
+    )
+    alert_notify_timeout: Duration = Field(
+        timedelta(seconds=5), description="How long one notification request may take."
+    )
+    alert_external_url: str = Field(
+        "",
+        description="This service's address as receivers should link to it (generatorURL).",
+    )
+
+    @field_validator("alertmanager_url", "alert_webhook_url", "alert_external_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be empty or an http:// or https:// URL")
+        return value.rstrip("/")
+
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:

@@ -17,15 +17,17 @@ from starlette.types import Receive, Scope, Send
 
 from app import observability
 from app.api import hot_ingest
-from app.api.routes import anomaly, dashboard, health, ingest, jobs, query
+from app.api.routes import alerts, anomaly, dashboard, health, ingest, jobs, query
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
+from app.jobs.alerting import load_rules_file
 from app.logging_setup import configure_logging
 from app.migrate import upgrade
 from app.scheduler import Scheduler
 from app.schemas import DOCUMENTED_MODELS
+from app.services.alerting.rules import RuleError
 from app.storage.group_commit import GroupCommitter
-from app.storage.store import Store
+from app.storage.store import Store, is_connection_error
 
 log = logging.getLogger("app")
 DESCRIPTION = (
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
     async def lifespan(app: MetricsApp) -> AsyncIterator[None]:
         await _migrate(settings)
         store = Store.open(settings)
+        await _load_alert_rules(store, settings)
         committer = GroupCommitter(store)
         committer.start()
         scheduler = Scheduler(store, settings)
@@ -92,11 +95,25 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (ingest, query, anomaly, jobs, health, dashboard):
+    for module in (ingest, query, anomaly, alerts, jobs, health, dashboard):
         app.include_router(module.router)
     observability.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _load_alert_rules(store: Store, settings: Settings) -> None:
+    """ALERT_RULES_FILE at start-up: an invalid file stops the server (the message names the
+    rule and field); an unreachable database only delays it to the alert job's CLI runs."""
+    try:
+        await load_rules_file(store, settings)
+    except RuleError:
+        await store.close()
+        raise
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        log.error("alert rules file not loaded (database unreachable?): %s", exc)
 
 
 def _tune_gc() -> None:

@@ -157,6 +157,18 @@ class Metrics:
             )
             for name, doc, key, scale in JOB_GAUGES
         }
+        self.alerts = Gauge(
+            "metrics_alerts",
+            "Alert instances (rule and series) by state: pending, firing, inactive.",
+            ["state"],
+            registry=r,
+        )
+        self.alert_notifications = Gauge(
+            "metrics_alert_notifications",
+            "Webhook notifications by status: pending, sending, sent, failed.",
+            ["status"],
+            registry=r,
+        )
         self.group_commits = Gauge(
             "metrics_ingest_group_commits",
             "Transactions written by single-sample ingestion since start (group commit).",
@@ -215,6 +227,20 @@ class Metrics:
         self.series.set(series)
         for job, row in runs.items():
             self._set_job(job, row)
+        await self._refresh_alerts(store)
+
+    async def _refresh_alerts(self, store: Store) -> None:
+        try:
+            states, statuses = await asyncio.wait_for(
+                store.alert_counts(), SCRAPE_DB_TIMEOUT_SECONDS
+            )
+        except Exception as exc:
+            log.warning("metrics scrape could not read the alerts: %s: %s", type(exc).__name__, exc)
+            return
+        for state in ("pending", "firing", "inactive"):
+            self.alerts.labels(state).set(states.get(state, 0))
+        for status in ("pending", "sending", "sent", "failed"):
+            self.alert_notifications.labels(status).set(statuses.get(status, 0))
 
     def _set_job(self, job: str, row: Mapping[str, object]) -> None:
         def number(key: str) -> float | None:

@@ -8,6 +8,7 @@ import contextlib
 
 from app.config import Settings
 from app.jobs.runner import run_loop
+from app.jobs.work import job_interval
 from app.storage.store import Store
 
 
@@ -19,10 +20,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        plan = {
-            "rollup": self.settings.rollup_interval.total_seconds(),
-            "retention": self.settings.retention_interval.total_seconds(),
-        }
+        plan = {job: job_interval(self.settings, job) for job in ("rollup", "retention", "alert")}
         for job, interval in plan.items():
             task = run_loop(self.store, self.settings, job, interval, self._stop)
             self._tasks.append(asyncio.create_task(task, name=f"job-{job}"))

@@ -50,6 +50,12 @@ DATA_TABLES = (
     "retention_overrides",
     "raw_horizon",
     "job_runs",
+    # alerting (issue 16)
+    "alert_rules",
+    "alerts",
+    "alert_history",
+    "alert_notifications",
+    "alert_receivers",
 )
 
 

@@ -12,7 +12,8 @@ import signal
 import time
 
 from app.config import Settings, get_settings, parse_duration
-from app.jobs.work import JOBS, JobOutcome
+from app.jobs.alerting import load_rules_file
+from app.jobs.work import JOBS, JobOutcome, job_interval
 from app.migrate import upgrade
 from app.storage.locks import LockBusy
 from app.storage.store import Store
@@ -102,7 +103,8 @@ async def run_loop(
 
 
 def main(job: str, argv: list[str] | None = None, description: str | None = None) -> int:
-    """The command line shared by `python -m app.jobs.rollup_job` and `...retention_job`."""
+    """The command line shared by `python -m app.jobs.rollup_job`, `...retention_job` and
+    `...alert_job`."""
     parser = argparse.ArgumentParser(
         prog=f"python -m app.jobs.{job}_job",
         description=description,
@@ -115,14 +117,15 @@ def main(job: str, argv: list[str] | None = None, description: str | None = None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
     upgrade(settings)
-    default = settings.rollup_interval if job == "rollup" else settings.retention_interval
-    interval = (args.interval or default).total_seconds()
+    interval = args.interval.total_seconds() if args.interval else job_interval(settings, job)
     return asyncio.run(_main(settings, job, args.loop and not args.once, interval))
 
 
 async def _main(settings: Settings, job: str, loop: bool, interval: float) -> int:
     store = Store.open(settings)
     try:
+        if job == "alert":
+            await load_rules_file(store, settings)
         if not loop:
             wait = settings.job_lock_timeout.total_seconds()
             outcome = await run_once(store, settings, job, wait_seconds=wait)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.config import Settings
+from app.jobs import alert_delivery, alerting
 from app.services.retention import plan_retention
 from app.services.rollup import RESOLUTIONS, closed_before
 from app.storage.store import Store
@@ -54,5 +55,29 @@ async def retention(store: Store, settings: Settings, now: int) -> JobOutcome:
     return JobOutcome(rows_dropped=report.raw_rows + report.rollup_rows, detail=detail)
 
 
+async def alert(store: Store, settings: Settings, now: int) -> JobOutcome:
+    """Evaluate every alert rule over the data since its last run, then deliver what is due."""
+    tally = await alerting.evaluate_all(store, settings, now)
+    delivered = await alert_delivery.deliver(store, settings, now)
+    detail = (
+        f"rules: {tally.rules}, series: {tally.series}, points judged: {tally.points},"
+        f" transitions: {tally.transitions}, notifications sent: {delivered.sent},"
+        f" failed: {delivered.failed}"
+    )
+    if tally.errors:
+        detail += f", rule errors: {'; '.join(tally.errors)}"
+    return JobOutcome(detail=detail)
+
+
 JobFn = Callable[[Store, Settings, int], Awaitable[JobOutcome]]
-JOBS: dict[str, JobFn] = {"rollup": rollup, "retention": retention}
+JOBS: dict[str, JobFn] = {"rollup": rollup, "retention": retention, "alert": alert}
+
+
+def job_interval(settings: Settings, job: str) -> float:
+    """Seconds between runs of `job` (its *_INTERVAL setting)."""
+    intervals = {
+        "rollup": settings.rollup_interval,
+        "retention": settings.retention_interval,
+        "alert": settings.alert_interval,
+    }
+    return intervals[job].total_seconds()

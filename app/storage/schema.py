@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Double,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -120,4 +121,86 @@ job_runs = Table(
     Column("rows_dropped", BigInteger, nullable=False),
     Column("last_error", Text, nullable=True),
     Column("last_error_ms", BigInteger, nullable=True),
+)
+
+
+# -- alerting (app/storage/alerts.py) -----------------------------------------------------------
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("spec", Text, nullable=False),  # the rule as JSON (app.services.alerting.rules)
+    Column("source", String(8), nullable=False),  # api or file
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("last_eval_ms", BigInteger, nullable=True),
+    Column("last_duration_ms", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+)
+
+alerts = Table(  # one row per rule and series: its alert state and how far it was judged
+    "alerts",
+    metadata,
+    Column("rule_name", String(200), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("labels", Text, nullable=False),  # the alert's labels as JSON
+    Column("state", String(16), nullable=False),
+    Column("active_at", BigInteger, nullable=True),
+    Column("fired_at", BigInteger, nullable=True),
+    Column("resolved_at", BigInteger, nullable=True),
+    Column("run_end", BigInteger, nullable=True),
+    Column("open", Integer, nullable=False),
+    Column("consumed_until", BigInteger, nullable=False),
+    Column("value", Double, nullable=True),
+    Column("score", Double, nullable=True),
+    Column("evaluated_until", BigInteger, nullable=False),
+    Column("last_point_ms", BigInteger, nullable=True),
+    Column("am_sent_ms", BigInteger, nullable=True),
+    Column("updated_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("rule_name", "fingerprint", name="pk_alerts"),
+)
+
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_name", String(200), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("value", Double, nullable=True),
+    Column("score", Double, nullable=True),
+    Column("recorded_ms", BigInteger, nullable=False),
+    Index("ix_alert_history_at", "at_ms"),
+)
+
+alert_notifications = Table(  # the webhook's outbox: one row per transition, sent once
+    "alert_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("history_id", Integer, nullable=False),
+    Column("receiver", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, sending, sent, failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("lease_until", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("sent_ms", BigInteger, nullable=True),
+    UniqueConstraint("history_id", "receiver", name="uq_alert_notifications_history"),
+    Index("ix_alert_notifications_due", "status", "next_attempt_ms"),
+)
+
+alert_receivers = Table(  # per receiver: failures in a row and when to try again
+    "alert_receivers",
+    metadata,
+    Column("receiver", String(16), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("last_success_ms", BigInteger, nullable=True),
+    Column("last_failure_ms", BigInteger, nullable=True),
 )

@@ -29,6 +29,7 @@ from app.model import SampleBatch, SeriesKey
 from app.services.retention import RetentionPlan
 from app.services.rollup import RESOLUTIONS, Resolution
 from app.storage import dialect, locks, maintenance, reads, schema
+from app.storage.alert_store import AlertStore
 from app.storage.engine import Engines, asyncpg_dsn, make_engines, postgres_connect_args
 from app.storage.pg_small_writes import SmallWrites
 from app.storage.reads import RollupData, SeriesData, SeriesRef
@@ -153,7 +154,7 @@ class SampleRows:
         return cls(sids, ts, values, marks)
 
 
-class Store:
+class Store(AlertStore):
     def __init__(self, settings: Settings, engines: Engines) -> None:
         self.settings = settings
         self.engines = engines

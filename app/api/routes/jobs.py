@@ -34,7 +34,7 @@ async def jobs_status(store: StoreDep, settings: SettingsDep) -> dict[str, objec
     pending = await store.pending_invalidations()
     until = await store.materialized_until()
     jobs = {}
-    for name in ("rollup", "retention"):
+    for name in ("rollup", "retention", "alert"):
         row = runs.get(name, {})
         jobs[name] = {
             "runs": row.get("runs", 0),

@@ -107,6 +107,7 @@ def _block_parts(
         in_shift[first : last + 1] = True
         bounds = span(first, last)
         if bounds:
+            bounds = _first_large(ts_ms, verdicts, bounds)
             p = float(model.level_p[first : last + 1].min())
             parts.append(_Part(*bounds, "level_shift", p))
     tests = (
@@ -124,7 +125,7 @@ def _block_parts(
             elif kind == "variance_change":
                 start_block = int(model.var_start[q])
             bounds = span(start_block, int(q))
-            if bounds and kind == "variance_change":
+            if bounds and kind in ("variance_change", "deviation"):
                 bounds = _first_large(ts_ms, verdicts, bounds)
             if bounds:
                 parts.append(_Part(*bounds, kind, float(p_values[q])))
@@ -134,7 +135,8 @@ def _block_parts(
 def _first_large(
     ts_ms: IntArray, verdicts: PointVerdicts, bounds: tuple[int, int]
 ) -> tuple[int, int]:
-    """A variance change's part from its first deviation of 3 sigmas or more."""
+    """A block-level finding (variance change, deviation, level shift) from its first point
+    3 sigmas or more off: the block's start is only where the evidence was collected."""
     lo = int(np.searchsorted(ts_ms, bounds[0], side="left"))
     hi = int(np.searchsorted(ts_ms, bounds[1], side="right"))
     large = np.flatnonzero(np.abs(np.nan_to_num(verdicts.zscore[lo:hi])) >= LARGE_Z)
