@@ -226,9 +226,14 @@ def _row(
         "score": s.score,
         "evaluated_until": evaluated_until,
         "last_point_ms": last_point,
-        "am_sent_ms": previous["am_sent_ms"] if previous else None,
+        # A changed alert (fired, or resolved) is due at Alertmanager at once.
+        "am_sent_ms": previous["am_sent_ms"] if previous and _same(previous, s) else None,
         "updated_ms": now,
     }
+
+
+def _same(previous: Row, s: AlertState) -> bool:
+    return bool(previous["state"] == s.state and previous["fired_at"] == s.fired_at)
 
 
 def _series_labels(rule: Rule, labels: dict[str, str]) -> dict[str, str]:

@@ -75,7 +75,7 @@ class AlertStore:
                     "payload": payload,
                     "status": "pending",
                     "attempts": 0,
-                    "next_attempt_ms": created,
+                    "next_attempt_ms": 0,  # due at once
                     "created_ms": created,
                 }
                 for ident, (_, sends) in zip(ids, transitions, strict=True)

@@ -50,9 +50,13 @@ def advance(
     possibly ending with `now` for a series that went stale)."""
     machine = _Machine(state, rule, point_ts)
     for run in sorted(runs, key=lambda r: (r.start_ms, r.end_ms)):
-        if run.end_ms <= machine.s.consumed_until and not run.open:
-            continue
+        if run.end_ms <= machine.s.consumed_until and not run.open and not machine.s.open:
+            continue  # taken into account before (an open one may since have closed)
         machine.take(run)
+    s = machine.s
+    later = point_ts[point_ts > (s.run_end if s.run_end is not None else point_ts.max(initial=0))]
+    if s.open and not any(r.open for r in runs) and later.size:
+        machine.s = replace(s, open=False)  # points came after it and none holds: it ended
     machine.settle()
     return machine.s, machine.out
 

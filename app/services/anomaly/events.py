@@ -135,12 +135,14 @@ def _block_parts(
 def _first_large(
     ts_ms: IntArray, verdicts: PointVerdicts, bounds: tuple[int, int]
 ) -> tuple[int, int]:
-    """A block-level finding (variance change, deviation, level shift) from its first point
-    3 sigmas or more off: the block's start is only where the evidence was collected."""
+    """A block-level finding (variance change, deviation, level shift) from its first to its last
+    point 3 sigmas or more off: the block's bounds are only where the evidence was collected."""
     lo = int(np.searchsorted(ts_ms, bounds[0], side="left"))
     hi = int(np.searchsorted(ts_ms, bounds[1], side="right"))
     large = np.flatnonzero(np.abs(np.nan_to_num(verdicts.zscore[lo:hi])) >= LARGE_Z)
-    return (int(ts_ms[lo + int(large[0])]), bounds[1]) if large.size else bounds
+    if large.size == 0:
+        return bounds
+    return int(ts_ms[lo + int(large[0])]), int(ts_ms[lo + int(large[-1])])
 
 
 def _gap_parts(ts_ms: IntArray, verdicts: PointVerdicts, alpha: float) -> list[_Part]:
