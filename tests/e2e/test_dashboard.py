@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from conftest import run_job
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 pytestmark = pytest.mark.browser
@@ -339,9 +340,9 @@ def test_label_filter_and_anomaly_overlay(seed: Seed, page: Page) -> None:
 
     act(page, lambda: page.check("#anomalies"))
     assert url_params(page)["anomalies"] == "1"
-    assert url_params(page)["threshold"] == "3"
+    assert url_params(page)["threshold"] == "0.99999"  # a likelihood: the causal detector
     anomaly_query = shown_query(page).replace("/query/raw?", "/anomaly/detect?")
-    anomaly_query = anomaly_query.replace("limit=100000", "threshold=3")
+    anomaly_query = anomaly_query.replace("limit=100000", "method=auto&threshold=0.99999")
     detected = api_get(seed.base_url, anomaly_query)
     expected = sorted(
         [epoch_ms(a["timestamp"]), a["value"]] for s in detected["series"] for a in s["anomalies"]
@@ -358,11 +359,16 @@ def test_label_filter_and_anomaly_overlay(seed: Seed, page: Page) -> None:
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
     save_screenshots(page)
 
-    page.fill("#threshold", "50")
-    act(page, lambda: page.press("#threshold", "Enter"))
-    assert url_params(page)["threshold"] == "50"
-    assert [d["points"] for d in chart_datasets(page) if d["type"] == "scatter"] == [[]]
-    expect(page.locator("#summary")).to_contain_text("0 anomalies")
+    act(page, lambda: page.select_option("#threshold", "0.999999"))
+    assert url_params(page)["threshold"] == "0.999999"
+    stricter = api_get(
+        seed.base_url, anomaly_query.replace("threshold=0.99999", "threshold=0.999999")
+    )
+    strict = sorted(
+        [epoch_ms(a["timestamp"]), a["value"]] for s in stricter["series"] for a in s["anomalies"]
+    )
+    assert [d["points"] for d in chart_datasets(page) if d["type"] == "scatter"] == [strict]
+    assert len(strict) <= len(expected)
 
 
 def save_screenshots(page: Page) -> None:
@@ -408,16 +414,42 @@ def test_empty_state_and_api_errors(seed: Seed, page: Page) -> None:
     expect(page.locator("#error")).to_contain_text(str(unknown.json()["detail"]))
 
 
+def test_events_and_firing_alerts_are_drawn(live_server: Any, seed: Seed, page: Page) -> None:
+    rule = {"metric": CPU, "match": '{host="server1"}', "threshold": {"op": ">", "value": 0}}
+    assert (
+        httpx.put(f"{seed.base_url}/alerts/rules/cpu_up", json=rule, timeout=30).status_code == 201
+    )
+    run_job(live_server.database_url, "alert")  # as a process: this thread runs an event loop
+    open_dashboard(page, seed.base_url, f"?metric={CPU}&range=1h&rollup=raw&anomalies=1")
+    assert_no_error(page)
+    card = page.locator("#alerts-card")
+    expect(card).to_be_visible()
+    expect(card).to_contain_text("cpu_up")
+    expect(card).to_contain_text("host=server1")
+    events = page.evaluate(
+        "() => window.__dashboard.anomalies.series.flatMap((s) => s.events.map((e) => e.start))"
+    )
+    assert iso(seed.anchor - 60 * SPIKE_MINUTES_AGO) in events  # the spike is an event
+    drawn = page.evaluate("() => window.__dashboard.drawn")
+    assert drawn == {"events": len(events), "alerts": 1}
+    expect(page.locator("#summary")).to_contain_text(f"{len(events)} event")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-alerts.png"))
+    act(page, lambda: page.select_option("#metric", MEMORY))
+    expect(card).to_be_hidden()  # the alert is about another metric
+    assert page.evaluate("() => window.__dashboard.drawn.alerts") == 0
+
+
 def test_a_shared_url_restores_the_view(seed: Seed, page: Page) -> None:
     view = {"metric": CPU, "range": "24h", "rollup": "5m", "filter": '{host=~"server1"}'}
-    query = httpx.QueryParams({**view, "anomalies": "1", "threshold": "2.5", "refresh": "1m"})
+    query = httpx.QueryParams({**view, "anomalies": "1", "threshold": "0.9999", "refresh": "1m"})
     open_dashboard(page, seed.base_url, f"?{query}")
     assert page.locator("#metric").input_value() == CPU
     assert page.locator("#range").input_value() == "24h"
     assert page.locator("#rollup").input_value() == "5m"
     assert page.locator("#filter").input_value() == '{host=~"server1"}'
     assert page.locator("#anomalies").is_checked()
-    assert page.locator("#threshold").input_value() == "2.5"
+    assert page.locator("#threshold").input_value() == "0.9999"
     assert page.locator("#refresh").input_value() == "1m"
     assert_no_error(page)
     assert [d["label"] for d in chart_datasets(page) if d["type"] == "line"] == [

@@ -49,6 +49,7 @@ def alert_json(rule: Rule | None, row: Row) -> dict[str, Any]:
     state = row["state"] if row["state"] != "inactive" else "resolved"
     return {
         "rule": row["rule_name"],
+        "metric": rule.metric if rule else None,
         "state": state,
         "labels": labels,
         "annotations": annotate(rule, labels, row["value"], row["score"]) if rule else {},

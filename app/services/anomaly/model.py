@@ -48,8 +48,18 @@ class Tuning:
     spread_dof: float = 200.0  # effective degrees of freedom of the estimated point spread
     tail_blocks: int = 96
     tail_quantile: float = 0.9
-    reference_stride: int = 12  # slow references (tail factor, variance) every this many blocks
-    spread_stride: int = 4  # the spreads every this many blocks
+    # Slowly changing references are recomputed every this long (in blocks: at least every one):
+    # the tail factor, the variance reference and the typical counts hourly, the spreads every
+    # 20 minutes. With 5-minute blocks that is a twelfth and a quarter of the work.
+    reference_stride_ms: int = 3_600_000
+    spread_stride_ms: int = 1_200_000
+
+    def reference_stride(self, width_ms: int) -> int:
+        return max(1, self.reference_stride_ms // width_ms)
+
+    def spread_stride(self, width_ms: int) -> int:
+        return max(1, self.spread_stride_ms // width_ms)
+
     min_tail_blocks: int = 10
     daily_periods: int = 4
     weekly_periods: int = 3
@@ -240,7 +250,7 @@ class _Fitter:
         b = self.m.blocks
         done = np.arange(self.size) < self.m.complete
         counts = np.where(done, b.count, np.nan)
-        at, which = windows.anchors(b.index, 0, self.size, self.t.reference_stride)
+        at, which = windows.anchors(b.index, 0, self.size, self.t.reference_stride(self.width))
         rows = windows.trailing_valid_at(counts, at, self.t.spread_blocks)
         typical = windows.median_rows(rows)[0][which]
         typical = np.maximum(np.nan_to_num(typical, nan=1.0), 1.0)
@@ -262,7 +272,7 @@ class _Fitter:
         b = self.m.blocks
         done = np.arange(self.size) < self.m.complete
         peak = np.where(done, np.maximum(np.abs(b.high), np.abs(b.low)), np.nan)
-        at, which = windows.anchors(b.index, 0, self.size, self.t.spread_stride)
+        at, which = windows.anchors(b.index, 0, self.size, self.t.spread_stride(self.width))
         rows = windows.trailing_valid_at(peak, at, self.t.spread_blocks)
         return np.nan_to_num(windows.quantile_rows(rows, 1.0)[0][which])
 
@@ -326,7 +336,7 @@ class _Fitter:
         ks = self.t.spread_blocks
         expected = self.m.expected[p0:p1]
         self.chosen_error[p0:p1] = np.abs(self.loc[p0:p1] - expected)
-        stride = self.t.spread_stride
+        stride = self.t.spread_stride(self.width)
         at, which = windows.anchors(self.m.blocks.index, p0, p1, stride, self.seg_var)
         err_rows = windows.trailing_valid_at(self.chosen_error, at, ks, self.seg_var)
         err_median, err_count = windows.median_rows(err_rows)
@@ -383,7 +393,9 @@ class _Fitter:
         implied[~self.usable[sl] | np.isnan(self.m.sigma[sl])] = np.nan
         full = np.full(self.size, np.nan)
         full[sl] = implied
-        at, which = windows.anchors(self.m.blocks.index, p0, p1, self.t.reference_stride)
+        at, which = windows.anchors(
+            self.m.blocks.index, p0, p1, self.t.reference_stride(self.width)
+        )
         rows = windows.trailing_valid_at(full, at, self.t.tail_blocks)
         quantile, count = windows.quantile_rows(rows, self.t.tail_quantile)
         quantile, count = quantile[which], count[which]
@@ -419,7 +431,7 @@ class _Fitter:
         `variance_dof` degrees of freedom, at most `variance_pool` blocks."""
         dof = np.maximum(np.nan_to_num(self.m.stats.trimmed_count, nan=1.0) - 1.0, 1.0)
         index = self.m.blocks.index
-        at, which = windows.anchors(index, 0, self.size, self.t.reference_stride)
+        at, which = windows.anchors(index, 0, self.size, self.t.reference_stride(self.width))
         rows = windows.trailing_valid_at(dof, at, self.t.spread_blocks)
         typical = windows.median_rows(rows)[0][which]
         typical = np.nan_to_num(typical, nan=1.0)
@@ -449,7 +461,7 @@ class _Fitter:
         last day (median and MAD): distribution-free, so neither few samples per block nor
         correlated noise make it overconfident."""
         sl = slice(p0, p1)
-        stride = self.t.reference_stride
+        stride = self.t.reference_stride(self.width)
         at, which = windows.anchors(self.m.blocks.index, p0, p1, stride, self.seg_var)
         rows = windows.trailing_valid_at(self.log_var, at, self.day, self.seg_var)
         center, count = windows.median_rows(rows)

@@ -1,5 +1,6 @@
 // The Chart.js line chart of the loaded series, with the anomaly overlay (Chart is the UMD global).
 
+import { eventsPlugin } from "./anomaly-events.js";
 import { formatNumber, formatTime, labelText, tickLabel, timeTicks } from "./format.js";
 import { $, ANOMALY_COLOR, PALETTE, state, view } from "./state.js";
 
@@ -20,10 +21,11 @@ function seriesDatasets(result, rollup) {
 
 function anomalyDataset(anomalies) {
   const data = anomalies.series.flatMap((series) => series.anomalies.map((a) => ({
-    x: Date.parse(a.timestamp), y: a.value, zscore: a.zscore, series: labelText(series.labels),
+    x: Date.parse(a.timestamp), y: a.value, zscore: a.zscore, likelihood: a.likelihood,
+    series: labelText(series.labels),
   }))).sort((a, b) => a.x - b.x);
   return {
-    type: "scatter", label: `Anomalies (z > ${anomalies.threshold ?? state.threshold})`, data,
+    type: "scatter", label: `Anomalies (likelihood > ${anomalies.threshold ?? state.threshold})`, data,
     borderColor: ANOMALY_COLOR, backgroundColor: "rgba(220, 38, 38, 0.25)", borderWidth: 2,
     pointRadius: 7, pointHoverRadius: 9, pointStyle: "circle", order: -1, clip: 10,
   };
@@ -32,7 +34,8 @@ function anomalyDataset(anomalies) {
 function tooltipLabel(ctx) {
   const raw = ctx.raw;
   if (ctx.dataset.type === "scatter") {
-    return `${raw.series || "anomaly"}: ${formatNumber(raw.y)} (z = ${raw.zscore.toFixed(2)})`;
+    const z = raw.zscore === null ? "–" : raw.zscore.toFixed(2);
+    return `${raw.series || "anomaly"}: ${formatNumber(raw.y)} (z = ${z}, likelihood ${raw.likelihood})`;
   }
   if (raw.count !== undefined) {
     return `${ctx.dataset.label}: avg ${formatNumber(raw.y)} · min ${formatNumber(raw.min)}`
@@ -78,7 +81,9 @@ export function renderChart() {
   if (!view.chart) {
     window.Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
     window.Chart.defaults.color = "#4b5563";
-    view.chart = new window.Chart($("chart"), { type: "line", data: { datasets }, options: chartOptions() });
+    view.chart = new window.Chart($("chart"), {
+      type: "line", data: { datasets }, options: chartOptions(), plugins: [eventsPlugin],
+    });
   } else {
     view.chart.data.datasets = datasets;
   }

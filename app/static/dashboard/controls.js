@@ -1,6 +1,6 @@
 // The form controls <-> the selection in `state`.
 
-import { $, state, view } from "./state.js";
+import { $, LIKELIHOODS, state, view } from "./state.js";
 
 export function fillMetricSelect() {
   const select = $("metric");
@@ -27,9 +27,22 @@ export function syncControls() {
   $("rollup").value = state.rollup;
   $("filter").value = state.filter;
   $("anomalies").checked = state.anomalies;
+  fillThresholds();
   $("threshold").value = String(state.threshold);
   $("threshold").disabled = !state.anomalies;
   $("refresh").value = state.refresh;
+}
+
+function fillThresholds() {
+  const select = $("threshold");
+  const values = LIKELIHOODS.includes(state.threshold) ? LIKELIHOODS
+    : [...LIKELIHOODS, state.threshold].sort((a, b) => a - b); // a value from a shared link
+  select.replaceChildren(...values.map((value) => {
+    const option = document.createElement("option");
+    option.value = String(value);
+    option.textContent = String(value);
+    return option;
+  }));
 }
 
 export function readControls() {
@@ -37,7 +50,7 @@ export function readControls() {
   return {
     metric: $("metric").value, range: $("range").value, rollup: $("rollup").value,
     filter: $("filter").value.trim(), anomalies: $("anomalies").checked,
-    threshold: Number.isFinite(threshold) && threshold > 0 ? threshold : state.threshold,
+    threshold: threshold > 0 && threshold < 1 ? threshold : state.threshold,
     refresh: $("refresh").value,
   };
 }

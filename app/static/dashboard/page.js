@@ -1,5 +1,6 @@
 // Page state: the title and summary, the empty state, the error box and the status line.
 
+import { renderAlerts } from "./alerts.js";
 import { renderChart } from "./chart.js";
 import { timeFmt } from "./format.js";
 import { $, RAW_LIMIT, state, view } from "./state.js";
@@ -16,7 +17,9 @@ export function render(background) {
   const parts = [`${result.series.length} series`, `${points.toLocaleString()} points`];
   if (anomalies) {
     const found = anomalies.series.reduce((sum, s) => sum + s.anomalies.length, 0);
+    const events = anomalies.series.reduce((sum, s) => sum + (s.events ?? []).length, 0);
     parts.push(`${found} ${found === 1 ? "anomaly" : "anomalies"}`);
+    parts.push(`${events} ${events === 1 ? "event" : "events"}`);
   }
   if (query.rollup === "raw" && points >= RAW_LIMIT) parts.push(`cut at ${RAW_LIMIT.toLocaleString()}: pick a rollup`);
   $("summary").textContent = parts.join(" · ");
@@ -28,6 +31,7 @@ export function render(background) {
   }
   renderChart();
   renderTable();
+  renderAlerts();
 }
 
 function showEmpty(title, hint) {
@@ -39,6 +43,8 @@ function showEmpty(title, hint) {
 export function clearData(title, hint) {
   view.result = null;
   view.anomalies = null;
+  view.alerts = null;
+  $("alerts-card").hidden = true;
   view.rows = [];
   $("chart-title").textContent = state.metric;
   $("summary").textContent = "";

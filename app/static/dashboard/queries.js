@@ -1,5 +1,6 @@
 // The queries behind the page: which data to ask for, and loading it (newest request wins).
 
+import { loadAlerts } from "./alerts.js";
 import { api } from "./api.js";
 import { fillMetricSelect } from "./controls.js";
 import { parseFilter } from "./filter.js";
@@ -36,6 +37,7 @@ function buildQuery() {
   if (rollup === "raw") data.set("limit", String(RAW_LIMIT));
   else data.set("window", rollup);
   const anomaly = new URLSearchParams(base);
+  anomaly.set("method", "auto"); // the causal detector: each point judged on data before it
   anomaly.set("threshold", String(state.threshold));
   return {
     start, end, rollup, path: rollup === "raw" ? "/query/raw" : "/query/rollup", params: data,
@@ -73,14 +75,15 @@ export async function load({ background = false } = {}) {
     }
     const query = buildQuery();
     view.query = query;
-    const [result, anomalies] = await Promise.all([
+    const [result, anomalies, alerts] = await Promise.all([
       api(query.path, query.params, controller.signal),
       query.anomalyParams
         ? api("/anomaly/detect", query.anomalyParams, controller.signal)
         : Promise.resolve(null),
+      loadAlerts(controller.signal),
     ]);
     if (seq !== view.seq) return;
-    Object.assign(view, { result, anomalies });
+    Object.assign(view, { result, anomalies, alerts });
     clearError();
     render(background);
   } catch (err) {

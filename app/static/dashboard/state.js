@@ -6,7 +6,7 @@ export const WINDOWS = { "1m": 60_000, "5m": 300_000, "1h": 3_600_000 };
 export const ROLLUPS = ["auto", "raw", ...Object.keys(WINDOWS)];
 export const REFRESH = { off: 0, "10s": 10_000, "1m": 60_000 };
 export const DEFAULTS = Object.freeze({
-  metric: "", range: "1h", rollup: "auto", filter: "", anomalies: false, threshold: 3, refresh: "off",
+  metric: "", range: "1h", rollup: "auto", filter: "", anomalies: false, threshold: 0.99999, refresh: "off",
 });
 export const RAW_LIMIT = 100_000; // points per raw query; reaching it means the answer was cut short
 export const MAX_BUCKETS = 1_500; // "auto": the finest window giving at most this many points per series
@@ -15,13 +15,17 @@ export const KEY_STORAGE = "metrics-dashboard.api-key";
 export const PALETTE = ["#2563eb", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
   "#4f46e5", "#65a30d", "#0d9488", "#b45309", "#7c3aed"];
 export const ANOMALY_COLOR = "#dc2626";
+// Anomaly likelihood thresholds offered (method=auto): a point this unusual happens once in
+// 1 / (1 - threshold) points of normal data.
+export const LIKELIHOODS = [0.999, 0.9999, 0.99999, 0.999999];
 
 export const $ = (id) => document.getElementById(id);
 
 export const state = { ...DEFAULTS };
 // Everything the page currently shows; exposed as window.__dashboard for tests and debugging.
 export const view = {
-  state, chart: null, names: [], query: null, result: null, anomalies: null, rows: [], page: 0,
+  state, chart: null, names: [], query: null, result: null, anomalies: null, alerts: null,
+  drawn: { events: 0, alerts: 0 }, rows: [], page: 0,
   seq: 0, loads: 0, busy: false, controller: null, timer: 0, error: null,
 };
 window.__dashboard = view;

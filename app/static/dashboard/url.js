@@ -11,7 +11,8 @@ export function readUrl() {
   next.filter = params.get("filter") ?? "";
   next.anomalies = params.get("anomalies") === "1";
   const threshold = Number(params.get("threshold"));
-  if (params.has("threshold") && Number.isFinite(threshold) && threshold > 0) next.threshold = threshold;
+  // A likelihood (method=auto); the z-scores of older links (threshold=3) fall back to the default.
+  if (params.has("threshold") && threshold > 0 && threshold < 1) next.threshold = threshold;
   if (params.get("refresh") in REFRESH) next.refresh = params.get("refresh");
   return next;
 }
