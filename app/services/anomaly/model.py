@@ -7,7 +7,7 @@ For block k (positions into the sparse array of non-empty blocks):
   current level segment), and for daily and weekly periods the median of the same phase in the
   last periods plus the trailing median offset from it;
 - the predictor chosen is the one with the smallest recent error (geometric mean over the last
-  day of blocks), seasonal only when clearly better than the trailing one;
+  week of blocks), seasonal only when clearly better than the trailing one;
 - the expected spread of a point: within-block spread plus the predictor's own error, both from
   the trailing blocks (medians), with a resolution floor;
 - a heavy-tail factor >= 1: how much larger the recent blocks' largest deviations were than the
@@ -22,123 +22,25 @@ For block k (positions into the sparse array of non-empty blocks):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from app.services.anomaly import calibration, windows
-from app.services.anomaly.blocks import DAY_MS, WEEK_MS, Blocks, BlockStats, block_stats
+from app.services.anomaly.blocks import Blocks, block_stats
+from app.services.anomaly.features import Features
+from app.services.anomaly.model_types import (
+    MAD_EFFICIENCY,
+    MAD_TO_SIGMA,
+    VARIANCE_RISE,
+    BlockModel,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    Tuning,
+    chi2_median,
+)
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
-
-MAD_TO_SIGMA = 1.4826  # the MAD of normal data times this is its standard deviation
-VARIANCE_RISE = 3.0
-MAD_EFFICIENCY = 0.37  # a MAD-based spread is worth this share of a standard deviation's samples
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """The model's fixed constants (documented in docs/anomaly-detection.md)."""
-
-    location_blocks: int = 12
-    spread_blocks: int = 96
-    spread_dof: float = 200.0  # effective degrees of freedom of the estimated point spread
-    tail_blocks: int = 96
-    tail_quantile: float = 0.9
-    # Slowly changing references are recomputed every this long (in blocks: at least every one):
-    # the tail factor, the variance reference and the typical counts hourly, the spreads every
-    # 20 minutes. With 5-minute blocks that is a twelfth and a quarter of the work.
-    reference_stride_ms: int = 3_600_000
-    spread_stride_ms: int = 1_200_000
-
-    def reference_stride(self, width_ms: int) -> int:
-        return max(1, self.reference_stride_ms // width_ms)
-
-    def spread_stride(self, width_ms: int) -> int:
-        return max(1, self.spread_stride_ms // width_ms)
-
-    min_tail_blocks: int = 10
-    daily_periods: int = 4
-    weekly_periods: int = 3
-    seasonal_margin: float = 0.8
-    weekly_margin: float = 0.9
-    variance_dof: float = 20.0
-    variance_pool: int = 12
-    shift_blocks: int = 2
-    shift_points: int = 6
-    variance_blocks: int = 3
-    min_points: int = 30
-    min_blocks: int = 3
-    flat_min_points: int = 5
-    resolution: float = 1e-9
-
-    def day_blocks(self, width_ms: int) -> int:
-        """Blocks in the flat-rate, missing-rate and variance windows: a day, 14 to 288."""
-        return min(288, max(14, DAY_MS // width_ms))
-
-    def selection_blocks(self, width_ms: int) -> int:
-        """Blocks over which the predictors' errors are compared: a week (so that a weekly
-        pattern's weekend counts), at least 14."""
-        return max(14, WEEK_MS // width_ms)
-
-    def horizon(self, width_ms: int) -> int:
-        """How far (in blocks) a new segment can change later results."""
-        return (
-            self.location_blocks
-            + max(self.day_blocks(width_ms), self.selection_blocks(width_ms))
-            + self.spread_blocks
-            + self.tail_blocks
-            + 2
-        )
-
-
-@dataclass(eq=False)
-class BlockModel:
-    """Per block position: the prediction made before it, and the tests once it is complete."""
-
-    blocks: Blocks
-    stats: BlockStats
-    complete: int  # positions below this are complete blocks
-    alpha: float
-    tuning: Tuning
-    expected: FloatArray = field(init=False)
-    sigma: FloatArray = field(init=False)  # expected spread of one point
-    tail: FloatArray = field(init=False)  # heavy-tail factor, >= 1
-    season: IntArray = field(init=False)  # 0 trailing, 1 daily, 2 weekly
-    judged: BoolArray = field(init=False)
-    level_z: FloatArray = field(init=False)
-    level_p: FloatArray = field(init=False)
-    var_p: FloatArray = field(init=False)
-    flat_p: FloatArray = field(init=False)
-    flat_start: IntArray = field(init=False)  # first position of the flat run ending here
-    var_start: IntArray = field(init=False)  # first position the variance test pooled
-    interval: FloatArray = field(init=False)  # typical time between samples, ms
-    missing_rate: FloatArray = field(init=False)  # share of expected samples recently missing
-    shifts: list[tuple[int, int]] = field(default_factory=list)  # (first, confirmed) positions
-    variance_changes: list[tuple[int, int]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        size = len(self.blocks)
-        nan = np.full(size, np.nan)
-        self.expected, self.sigma, self.tail = nan.copy(), nan.copy(), np.ones(size)
-        self.season = np.zeros(size, dtype=np.int64)
-        self.level_z, self.level_p = nan.copy(), np.ones(size)
-        self.var_p, self.flat_p = np.ones(size), np.ones(size)
-        self.flat_start = np.arange(size, dtype=np.int64)
-        self.judged = np.zeros(size, dtype=bool)
-        self.interval, self.missing_rate = nan.copy(), nan.copy()
-
-    def flagged(self) -> BoolArray:
-        """Complete blocks failing a test at `alpha`."""
-        a = self.alpha
-        return (
-            calibration.below(self.level_p, a)
-            | calibration.below(self.var_p, a)
-            | (calibration.below(self.flat_p, a))
-        )
+__all__ = ["BlockModel", "Tuning", "fit"]
 
 
 def fit(blocks: Blocks, complete: int, alpha: float, tuning: Tuning | None = None) -> BlockModel:
@@ -150,44 +52,8 @@ def fit(blocks: Blocks, complete: int, alpha: float, tuning: Tuning | None = Non
     return model
 
 
-class _Fitter:
+class _Fitter(Features):
     """Computes a BlockModel range by range, re-running the ranges a new segment changes."""
-
-    def __init__(self, model: BlockModel) -> None:
-        self.m = model
-        self.t = model.tuning
-        b, s = model.blocks, model.stats
-        size = len(b)
-        self.size = size
-        self.width = b.width_ms
-        self.day = self.t.day_blocks(self.width)
-        self.seg_loc = np.zeros(size, dtype=np.int64)
-        self.seg_var = np.zeros(size, dtype=np.int64)
-        done = np.arange(size) < model.complete
-        counts = np.where(done, b.count, 0.0)
-        self.points_before = np.concatenate(([0.0], np.cumsum(counts)[:-1]))
-        self.blocks_before = np.concatenate(([0], np.cumsum(done)[:-1]))
-        self.enough = (self.points_before >= self.t.min_points) & (
-            self.blocks_before >= self.t.min_blocks
-        )
-        self.flat_rate = self._flat_rate()
-        self.n_typical = self._typical_counts()
-        self.magnitude = self._magnitude()
-        # Flat-line blocks are found first (they depend on nothing the baselines decide) and
-        # kept out of every baseline, so a stuck stretch teaches the model nothing.
-        self._flat_runs()
-        self.usable = done & ~calibration.below(model.flat_p, model.alpha)
-        self.loc = np.where(self.usable, s.location, np.nan)
-        self.phase_positions: dict[str, IntArray] = {}
-        self.seasonal = self._seasonal_profiles()
-        self.var_groups = self._variance_groups()
-        self.m.var_start = np.arange(size, dtype=np.int64) - self.var_groups + 1
-        self.log_var = self._pooled_log_variance()
-        self.errors = {key: np.full(size, np.nan) for key in ("trailing", *self.seasonal)}
-        self.candidates = {key: np.full(size, np.nan) for key in self.errors}
-        self.chosen_error = np.full(size, np.nan)
-        self.pred_var = np.full(size, np.nan)
-        self.within = np.full(size, np.nan)
 
     def run(self) -> None:
         self.compute(0, self.size)
@@ -207,74 +73,6 @@ class _Fitter:
             if confirmed + 1 < end:
                 self.compute(confirmed + 1, end)
             pos = confirmed + 1
-
-    # -- static parts ---------------------------------------------------------------------------
-
-    def _seasonal_profiles(self) -> dict[str, FloatArray]:
-        """Per candidate period, the median location of the same phase in the last periods."""
-        profiles: dict[str, FloatArray] = {}
-        index = self.m.blocks.index
-        for name, period_ms, periods in (
-            ("daily", DAY_MS, self.t.daily_periods),
-            ("weekly", WEEK_MS, self.t.weekly_periods),
-        ):
-            step = period_ms // self.width
-            if step < 4 or index.size == 0 or index[-1] - index[0] < 2 * step:
-                continue
-            rows = np.full((index.size, periods), np.nan)
-            near = np.full((index.size, 3 * periods), -1, dtype=np.int64)
-            for back in range(1, periods + 1):
-                for shift in (-1, 0, 1):
-                    pos = _lookup(index, index - back * step + shift)
-                    near[:, 3 * (back - 1) + shift + 1] = pos
-                    if shift == 0:
-                        found = pos >= 0
-                        rows[found, back - 1] = self.loc[pos[found]]
-            median, count = windows.median_rows(rows)
-            median[count < 2] = np.nan
-            profiles[name] = median
-            self.phase_positions[name] = near
-        return profiles
-
-    def _flat_rate(self) -> FloatArray:
-        """How often the series had a flat block over the last day of blocks (Laplace-smoothed)."""
-        done = np.arange(self.size) < self.m.complete
-        eligible = done & ((self.m.blocks.count >= 2) | self.m.stats.flat)
-        flat = np.where(eligible, self.m.stats.flat.astype(np.float64), np.nan)
-        total, count = windows.window_sum(flat, 0, self.size, self.day)
-        return (total + 0.5) / (count + 1.0)
-
-    def _typical_counts(self) -> FloatArray:
-        """The median sample count of the recent complete blocks; from it the typical interval
-        and how much of what was expected over the last day is missing."""
-        b = self.m.blocks
-        done = np.arange(self.size) < self.m.complete
-        counts = np.where(done, b.count, np.nan)
-        at, which = windows.anchors(b.index, 0, self.size, self.t.reference_stride(self.width))
-        rows = windows.trailing_valid_at(counts, at, self.t.spread_blocks)
-        typical = windows.median_rows(rows)[0][which]
-        typical = np.maximum(np.nan_to_num(typical, nan=1.0), 1.0)
-        self.m.interval[:] = self.width / typical
-        received, present = windows.window_sum(counts, 0, self.size, self.day)
-        first = np.maximum(np.arange(self.size) - self.day, 0)
-        span = np.where(present > 0, b.index - b.index[first], 0).astype(np.float64)
-        # The span from the window's first block to this one, this one excluded.
-        expected = span * typical
-        with np.errstate(invalid="ignore", divide="ignore"):
-            missing = np.clip(1.0 - received / expected, 0.0, 1.0)
-        self.m.missing_rate[:] = np.where(expected > 0, missing, np.nan)
-        return typical
-
-    def _magnitude(self) -> FloatArray:
-        """The largest magnitude among the recent blocks: what the resolution floor of the
-        spread is relative to (a counter at 0 whose values are 0 or 1 resolves 1e-9, not 1e-300).
-        """
-        b = self.m.blocks
-        done = np.arange(self.size) < self.m.complete
-        peak = np.where(done, np.maximum(np.abs(b.high), np.abs(b.low)), np.nan)
-        at, which = windows.anchors(b.index, 0, self.size, self.t.spread_stride(self.width))
-        rows = windows.trailing_valid_at(peak, at, self.t.spread_blocks)
-        return np.nan_to_num(windows.quantile_rows(rows, 1.0)[0][which])
 
     # -- one range --------------------------------------------------------------------------
 
@@ -426,36 +224,6 @@ class _Fitter:
         self.m.level_p[sl] = np.where(done, p_level, 1.0)
         self._variance_test(p0, p1, done)
 
-    def _variance_groups(self) -> IntArray:
-        """How many blocks the variance test pools at each position: enough for about
-        `variance_dof` degrees of freedom, at most `variance_pool` blocks."""
-        dof = np.maximum(np.nan_to_num(self.m.stats.trimmed_count, nan=1.0) - 1.0, 1.0)
-        index = self.m.blocks.index
-        at, which = windows.anchors(index, 0, self.size, self.t.reference_stride(self.width))
-        rows = windows.trailing_valid_at(dof, at, self.t.spread_blocks)
-        typical = windows.median_rows(rows)[0][which]
-        typical = np.nan_to_num(typical, nan=1.0)
-        groups = np.ceil(self.t.variance_dof / np.maximum(typical, 1.0))
-        groups = np.clip(groups, 1, self.t.variance_pool).astype(np.int64)
-        return np.minimum(groups, np.arange(self.size) + 1)
-
-    def _pooled_log_variance(self) -> FloatArray:
-        """log of the pooled trimmed variance of the last `var_groups` blocks at each position
-        (NaN where they hold fewer than 3 degrees of freedom). Depends on no baseline."""
-        s = self.m.stats
-        dof = np.where(self.usable & (s.trimmed_count >= 3), s.trimmed_count - 1.0, 0.0)
-        dof = np.nan_to_num(dof)
-        weighted = np.cumsum(np.concatenate(([0.0], dof * np.nan_to_num(s.trimmed_var))))
-        total = np.cumsum(np.concatenate(([0.0], dof)))
-        end = np.arange(self.size) + 1
-        start = end - self.var_groups
-        pooled_dof = total[end] - total[start]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pooled = (weighted[end] - weighted[start]) / pooled_dof
-            out: FloatArray = np.log(pooled)
-        out[(pooled_dof < 3) | ~np.isfinite(out)] = np.nan
-        return out
-
     def _variance_test(self, p0: int, p1: int, done: BoolArray) -> None:
         """The log of the pooled spread of the last blocks against the same statistic over the
         last day (median and MAD): distribution-free, so neither few samples per block nor
@@ -485,35 +253,6 @@ class _Fitter:
             typical = center[p - p0] + math.log(VARIANCE_RISE)
             above = np.flatnonzero(own[first : p + 1] > typical)
             self.m.var_start[p] = first + (int(above[0]) if above.size else 0)
-
-    def _flat_runs(self) -> None:
-        """Runs of flat blocks holding one value, and how unlikely each is: the flat-block rate
-        before the run, to the power of the run's length in blocks."""
-        s, b = self.m.stats, self.m.blocks
-        flat = s.flat & (np.arange(self.size) < self.m.complete)
-        cont = np.zeros(self.size, dtype=bool)
-        cont[1:] = flat[1:] & flat[:-1] & (b.low[1:] == b.low[:-1]) & (np.diff(b.index) == 1)
-        starts = np.flatnonzero(flat & ~cont)
-        start_of = np.full(self.size, -1, dtype=np.int64)
-        if starts.size:
-            owner = np.searchsorted(starts, np.arange(self.size), side="right") - 1
-            ok = (owner >= 0) & flat
-            start_of[ok] = starts[owner[ok]]
-        run_blocks = np.where(start_of >= 0, np.arange(self.size) - start_of + 1, 0)
-        points = np.concatenate(([0.0], np.cumsum(b.count)))
-        run_points = np.where(
-            start_of >= 0, points[np.arange(self.size) + 1] - points[np.maximum(start_of, 0)], 0
-        )
-        rate = self.flat_rate[np.maximum(start_of, 0)]
-        with np.errstate(divide="ignore", over="ignore", under="ignore"):
-            p = np.where(
-                (start_of >= 0) & (run_points >= self.t.flat_min_points),
-                np.exp(run_blocks * np.log(rate)),
-                1.0,
-            )
-        p[~self.enough[np.maximum(start_of, 0)]] = 1.0
-        self.m.flat_p[:] = p
-        self.m.flat_start[:] = np.where(start_of >= 0, start_of, np.arange(self.size))
 
     # -- confirmations ----------------------------------------------------------------------
 
@@ -559,21 +298,6 @@ class _Fitter:
             return None
         last = int(hits[0])
         return pos + int(start_of[last]), pos + last
-
-
-def _lookup(index: IntArray, target: IntArray) -> IntArray:
-    """Positions of `target` block indices in the sorted `index`, -1 where absent."""
-    pos = np.searchsorted(index, target)
-    found = pos < index.size
-    found[found] = index[pos[found]] == target[found]
-    return np.where(found, pos, -1).astype(np.int64)
-
-
-def chi2_median(dof: npt.ArrayLike) -> FloatArray:
-    """The median of chi-square(k) / k (Wilson-Hilferty): the median of k-dof sample variances
-    relative to the true variance, which a median of block variances must be divided by."""
-    k = np.maximum(np.asarray(dof, dtype=np.float64), 1.0)
-    return np.asarray((1.0 - 2.0 / (9.0 * k)) ** 3, dtype=np.float64)
 
 
 def z_threshold(alpha: float) -> float:
