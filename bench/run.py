@@ -150,6 +150,9 @@ def query_timings(client: httpx.Client, work: Workload) -> dict[str, dict[str, f
         "anomaly_all_points": percentiles(
             client, "/anomaly/detect", {"metric_name": METRIC, "threshold": 4, **whole}
         ),
+        "anomaly_auto_all_points": percentiles(
+            client, "/anomaly/detect", {"metric_name": METRIC, "method": "auto", **whole}
+        ),
     }
 
 

@@ -95,21 +95,29 @@ def z_for_p(p: float) -> float:
     return 0.5 * (lo + hi)
 
 
+_MAX_QUANTILES: dict[tuple[float, float], float] = {}  # (n, q) -> quantile, computed once
+
+
 def max_abs_quantile(n: npt.ArrayLike, q: float) -> FloatArray:
     """The q-quantile of max(|Z_1|, ..., |Z_n|) for n independent standard normals: the m with
     (1 - erfc(m / sqrt 2)) ** n = q. The reference a block's largest deviation is compared with
-    (`tail_factor`). Vectorized bisection over the distinct n."""
+    (the heavy-tail factor). Vectorized bisection over the distinct n not seen before."""
     counts = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
     distinct, inverse = np.unique(counts, return_inverse=True)
-    target = 1.0 - q ** (1.0 / distinct)  # the per-sample two-sided tail at the quantile
-    lo = np.zeros_like(distinct)
-    hi = np.full_like(distinct, _CLIP * SQRT2)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        above = erfc(mid / SQRT2) > target
-        lo = np.where(above, mid, lo)
-        hi = np.where(above, hi, mid)
-    found: FloatArray = (0.5 * (lo + hi))[inverse].reshape(counts.shape)
+    missing = np.array([c for c in distinct.tolist() if (c, q) not in _MAX_QUANTILES])
+    if missing.size:
+        target = 1.0 - q ** (1.0 / missing)  # the per-sample two-sided tail at the quantile
+        lo = np.zeros_like(missing)
+        hi = np.full_like(missing, _CLIP * SQRT2)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            above = erfc(mid / SQRT2) > target
+            lo = np.where(above, mid, lo)
+            hi = np.where(above, hi, mid)
+        for count, value in zip(missing.tolist(), (0.5 * (lo + hi)).tolist(), strict=True):
+            _MAX_QUANTILES[(count, q)] = value
+    values = np.array([_MAX_QUANTILES[(c, q)] for c in distinct.tolist()])
+    found: FloatArray = values[inverse].reshape(counts.shape)
     return found
 
 
