@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     )
 
     scheduler_enabled: bool = Field(
-        True, description="Run the rollup and retention jobs in-process."
+        True, description="Run the rollup, retention and alert jobs in-process."
     )
     rollup_interval: Duration = Field(timedelta(seconds=60), description="Rollup job period.")
     retention_interval: Duration = Field(timedelta(hours=1), description="Retention job period.")
