@@ -16,6 +16,7 @@ the body read so far replayed, so each of those answers is written in one place 
 
 from __future__ import annotations
 
+import collections
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -140,11 +141,11 @@ async def _no_body() -> Message:
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
     """A receive that gives back what was already read, then reads on."""
-    pending = list(messages)
+    pending = collections.deque(messages)  # popleft: a body in many chunks stays linear
 
     async def replay() -> Message:
         if pending:
-            return pending.pop(0)
+            return pending.popleft()
         return await receive()
 
     return replay
