@@ -138,6 +138,63 @@ class Settings(BaseSettings):
         description="One log line per request (logger app.access); /metrics counts them anyway.",
     )
 
+    # -- limits against slow, hostile and broken peers (docs/operations.md#limits-and-timeouts)
+
+    http_max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers); larger is a 431.",
+    )
+    http_header_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="How long a client may take to send a request head once it has started "
+        "(or, on a new connection, to start): past it, 408 and the connection is closed.",
+    )
+    http_body_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="How long the service waits for the next part of a request body: past it, "
+        "408 and the connection is closed.",
+    )
+    http_body_min_rate: int = Field(
+        1024,
+        ge=0,
+        description="Bytes per second a request body must average after its first "
+        "HTTP_BODY_TIMEOUT (0: no minimum); slower is a 408.",
+    )
+    http_linger_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="After answering a request before its body was read (413, 401, ...), how "
+        "long the rest is read and dropped so the client gets the answer, then the connection "
+        "is closed.",
+    )
+    http_linger_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="The most body bytes read and dropped that way per request.",
+    )
+    max_buffered_body_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="Most bytes of request bodies held in memory at once by all requests of a "
+        "process (JSON bodies); a body beyond it is answered 503 with Retry-After.",
+    )
+    db_statement_timeout: Duration = Field(
+        timedelta(seconds=60),
+        description="PostgreSQL: the longest one statement may run or a transaction may sit "
+        "idle (server-side statement_timeout, idle_in_transaction_session_timeout); the client "
+        "gives up a connection that stays silent 2 s longer.",
+    )
+    db_write_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="PostgreSQL: how long one write may take once it has the write lock; past "
+        "it the request is answered 503 with Retry-After and its connection discarded.",
+    )
+    db_tcp_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="PostgreSQL: how long a connection may go without the peer acknowledging "
+        "data or keepalive probes (TCP keepalive, tcp_user_timeout) before it is given up.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:

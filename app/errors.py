@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.matchers import MatcherError
+from app.storage.faults import RETRY_AFTER, classify
 from app.storage.store import (
     BeforeHorizon,
     CardinalityExceeded,
     QueryTimeout,
     UnknownMetric,
-    is_connection_error,
+    WriteTimeout,
 )
 from app.timeutil import TimeParseError
 from app.validation import BatchTooLarge, InvalidInput
@@ -31,8 +32,13 @@ class BadRequest(Exception):
     """Input that cannot be read at all (not JSON, wrong content)."""
 
 
-def _json(status: int, detail: object) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _json(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def retry_after(seconds: int) -> dict[str, str]:
+    """The header of every 503: when to try again (remote-write senders and Telegraf read it)."""
+    return {"Retry-After": str(seconds)}
 
 
 def _field_path(loc: tuple[object, ...]) -> str:
@@ -71,7 +77,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(QueryTimeout)
     async def _slow(_: Request, exc: QueryTimeout) -> JSONResponse:
-        return _json(503, str(exc))
+        return _json(503, str(exc), retry_after(RETRY_AFTER["timeout"]))
+
+    @app.exception_handler(WriteTimeout)
+    async def _slow_write(request: Request, exc: WriteTimeout) -> JSONResponse:
+        log.warning("database too slow on %s: %s", request.url.path, exc)
+        return _json(503, f"database too slow: {exc}", retry_after(RETRY_AFTER["timeout"]))
 
     @app.exception_handler(UnknownMetric)
     async def _unknown(_: Request, exc: UnknownMetric) -> JSONResponse:
@@ -94,9 +105,10 @@ async def _unavailable_handler(request: Request, exc: Exception) -> JSONResponse
 
 
 def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    if is_connection_error(exc) or isinstance(exc, TimeoutError):
-        log.warning("database unavailable on %s: %s", request.url.path, exc)
-        return _json(503, f"database unavailable: {type(exc).__name__}: {exc}"[:500])
+    fault = classify(exc)
+    if fault is not None:
+        log.warning("%s on %s", fault.message, request.url.path)
+        return _json(503, fault.message, retry_after(fault.retry_after))
     sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "")
     if sqlstate.startswith("22"):  # PostgreSQL "data exception": a value it cannot store
         return _json(422, f"a value the database cannot store: {getattr(exc, 'orig', exc)}"[:500])

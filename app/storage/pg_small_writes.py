@@ -50,11 +50,27 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
 """
 
 
+READ_ONLY_SQL = "SELECT current_setting('transaction_read_only') = 'on'"
+
+
 class SmallWrites:
     def __init__(self, dsn: str, connect: Mapping[str, Any]) -> None:
         self._dsn = dsn
         self._connect = dict(connect)
         self._conn: asyncpg.Connection | None = None
+        self._turn = asyncio.Lock()  # one conversation at a time: a write or a ping
+
+    async def ping(self) -> bool:
+        """A round trip on the connection writes use; True if the server is read-only (a
+        standby, or default_transaction_read_only)."""
+        async with self._turn:
+            conn = await self._connection()
+            try:
+                with driver_errors(READ_ONLY_SQL):
+                    return bool(await conn.fetchval(READ_ONLY_SQL))
+            except BaseException:
+                self._drop()
+                raise
 
     async def write(
         self,
@@ -70,6 +86,10 @@ class SmallWrites:
         args = [sids.tolist(), ts.tolist(), values.tolist()]
         for _, mark_sids, buckets in marks:
             args += [mark_sids.tolist(), buckets.tolist()]
+        async with self._turn:
+            await self._write(check, args)
+
+    async def _write(self, check: Callable[[dict[str, int]], None], args: list[Any]) -> None:
         conn = await self._begin()
         try:
             with driver_errors(HORIZONS_SQL):

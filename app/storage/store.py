@@ -9,12 +9,15 @@ answered only after commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -28,13 +31,20 @@ from app.matchers import Matcher
 from app.model import SampleBatch, SeriesKey
 from app.services.retention import RetentionPlan
 from app.services.rollup import RESOLUTIONS, Resolution
-from app.storage import dialect, locks, maintenance, reads, schema
-from app.storage.engine import Engines, asyncpg_dsn, make_engines, postgres_connect_args
+from app.storage import dialect, faults, locks, maintenance, reads, schema
+from app.storage.engine import (
+    Engines,
+    asyncpg_dsn,
+    make_engines,
+    postgres_connect_args,
+    sqlite_path,
+)
 from app.storage.pg_small_writes import SmallWrites
 from app.storage.reads import RollupData, SeriesData, SeriesRef
 from app.timeutil import format_ms, now_ms
 
 PARTITIONS_PER_TRANSACTION = 50
+DISK_FULL_BELOW_BYTES = 64 * 1024  # less free space than this: a SQLite write would not fit
 
 
 class UnknownMetric(LookupError):
@@ -48,6 +58,17 @@ class QueryTimeout(RuntimeError):
         super().__init__(
             f"the query ran longer than QUERY_TIMEOUT ({limit.total_seconds():g}s) and was"
             " cancelled; narrow the range or the label filters"
+        )
+
+
+class WriteTimeout(RuntimeError):
+    """A write that did not finish within DB_WRITE_TIMEOUT (PostgreSQL); its connection was
+    discarded, so nothing of it was committed."""
+
+    def __init__(self, limit: timedelta) -> None:
+        super().__init__(
+            f"the database did not complete the write within DB_WRITE_TIMEOUT "
+            f"({limit.total_seconds():g}s); nothing was written"
         )
 
 
@@ -79,6 +100,35 @@ class BeforeHorizon(Exception):
             f"already dropped raw data of metric {self.metric!r}; such samples cannot be rolled "
             "up exactly any more"
         )
+
+
+@dataclass
+class WritePath:
+    """What /db/status reports about writes (Store.write_path)."""
+
+    latency_ms: float
+    read_only: bool = False
+    free_bytes: int | None = None  # SQLite: free space on the database file's disk
+    last_fault: faults.Fault | None = None
+
+    @property
+    def problem(self) -> faults.Fault | None:
+        """Why writes fail now, if they do."""
+        if self.read_only:
+            return faults.Fault("read_only", "the database accepts no writes (read-only)")
+        if self.free_bytes is not None and self.free_bytes < DISK_FULL_BELOW_BYTES:
+            return faults.Fault("disk_full", f"{self.free_bytes} bytes free on its disk")
+        return self.last_fault
+
+
+def sqlite_disk(path: Path) -> tuple[bool, int]:
+    """(read-only, free bytes) of the file system holding a SQLite database."""
+    directory = path.parent if path.parent != Path("") else Path(".")
+    stats = os.statvfs(directory)
+    read_only = bool(stats.f_flag & os.ST_RDONLY) or not os.access(directory, os.W_OK)
+    if path.exists():
+        read_only = read_only or not os.access(path, os.W_OK)
+    return read_only, stats.f_bavail * stats.f_frsize
 
 
 @dataclass
@@ -161,10 +211,15 @@ class Store:
         self._series_ids: dict[tuple[str, str], int] = {}
         self._partition_days: set[int] = set()
         self._write_lock = asyncio.Lock()
+        self._write_fault: faults.Fault | None = None
         self._small_writes = (
             SmallWrites(
                 asyncpg_dsn(settings.database_url),
-                postgres_connect_args(settings, name="metrics-service-ingest"),
+                postgres_connect_args(
+                    settings,
+                    name="metrics-service-ingest",
+                    read_timeout=settings.db_write_timeout.total_seconds(),
+                ),
             )
             if self.backend == "postgresql"
             else None
@@ -187,6 +242,37 @@ class Store:
             await conn.execute(text("SELECT 1"))
         return (time.perf_counter() - started) * 1000
 
+    async def write_path(self) -> WritePath:
+        """Whether writes can succeed now, as far as can be told without writing: a round trip on
+        the connection single-sample writes use (PostgreSQL; its read-only state too), or the
+        database file's disk (SQLite: free space, read-only), and the fault the last write met
+        (disk full, read-only) unless a write has succeeded since."""
+        started = time.perf_counter()
+        state = WritePath(latency_ms=0.0, last_fault=self._write_fault)
+        if self._small_writes is not None:
+            state.read_only = await self._small_writes.ping()
+        else:
+            path = sqlite_path(self.settings.database_url)
+            if path is not None:
+                state.read_only, state.free_bytes = sqlite_disk(path)
+            if not state.read_only:  # a read-only WAL database may not even open for a ping
+                await self.ping()
+        state.latency_ms = (time.perf_counter() - started) * 1000
+        return state
+
+    @contextlib.contextmanager
+    def _noting_faults(self) -> Iterator[None]:
+        """Remember a write's disk-full or read-only fault for /db/status; forget it once a
+        write succeeds."""
+        try:
+            yield
+        except Exception as exc:
+            fault = faults.classify(exc)
+            if fault is not None and fault.kind in ("disk_full", "read_only"):
+                self._write_fault = fault
+            raise
+        self._write_fault = None
+
     # -- writes -----------------------------------------------------------------------------
 
     async def append(self, batch: SampleBatch, *, all_or_nothing: bool = True) -> AppendResult:
@@ -195,9 +281,25 @@ class Store:
         samples are left out and reported."""
         if len(batch) == 0:
             return AppendResult(0)
-        async with self._write_lock:
-            await self._ensure_partitions(batch.ts)
-            return await self._append_locked(batch, all_or_nothing)
+        async with self._write_lock, self._write_deadline():
+            with self._noting_faults():
+                await self._ensure_partitions(batch.ts)
+                return await self._append_locked(batch, all_or_nothing)
+
+    @contextlib.asynccontextmanager
+    async def _write_deadline(self) -> AsyncIterator[None]:
+        """DB_WRITE_TIMEOUT on PostgreSQL, so the write lock is never held across a database
+        that stopped answering: past it the write is cancelled (its connection is discarded,
+        nothing commits) and WriteTimeout raised. SQLite writes are bounded by its busy
+        timeout and a local disk."""
+        if self.backend != "postgresql":
+            yield
+            return
+        try:
+            async with asyncio.timeout(self.settings.db_write_timeout.total_seconds()):
+                yield
+        except TimeoutError:
+            raise WriteTimeout(self.settings.db_write_timeout) from None
 
     async def _append_locked(self, batch: SampleBatch, all_or_nothing: bool) -> AppendResult:
         ids, missing = self._cached_ids(batch.keys)
@@ -437,8 +539,9 @@ class Store:
 
     async def materialize(self, res: Resolution, closed_before: int) -> int:
         """Recompute the invalidated closed buckets of one resolution (caller holds job_lock)."""
-        async with self._write_lock, self.engines.writer.begin() as conn:
-            return await maintenance.materialize(conn, res, closed_before)
+        with self._noting_faults():
+            async with self._write_lock, self.engines.writer.begin() as conn:
+                return await maintenance.materialize(conn, res, closed_before)
 
     async def apply_retention(
         self, plan: RetentionPlan, closed: Mapping[str, int]
