@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.http_guard import OVERLOAD_RETRY_AFTER, BodyTimeout, Overloaded
 from app.matchers import MatcherError
 from app.storage.faults import RETRY_AFTER, classify
 from app.storage.store import (
@@ -59,6 +60,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PayloadTooLarge)
     async def _too_large(_: Request, exc: PayloadTooLarge) -> JSONResponse:
         return _json(413, str(exc))
+
+    @app.exception_handler(BodyTimeout)
+    async def _slow_body(_: Request, exc: BodyTimeout) -> JSONResponse:
+        return _json(408, str(exc), {"Connection": "close"})
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        return _json(503, str(exc), retry_after(OVERLOAD_RETRY_AFTER))
 
     @app.exception_handler(BadRequest)
     async def _bad(_: Request, exc: BadRequest) -> JSONResponse:

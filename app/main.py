@@ -15,11 +15,12 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.types import Receive, Scope, Send
 
-from app import observability
+from app import observability, server
 from app.api import hot_ingest
 from app.api.routes import anomaly, dashboard, health, ingest, jobs, query
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
+from app.http_guard import BodyGuard
 from app.logging_setup import configure_logging
 from app.migrate import upgrade
 from app.scheduler import Scheduler
@@ -39,8 +40,15 @@ class MetricsApp(FastAPI):
     started (app.api.hot_ingest says why and how)."""
 
     hot_ingest: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+    body_guard: BodyGuard | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.body_guard is not None:
+            await self.body_guard(scope, receive, send, self._dispatch)  # app.http_guard
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hot_ingest is not None and hot_ingest.is_hot(scope):
             await self.hot_ingest(scope, receive, send)
         else:
@@ -91,6 +99,7 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
         title="Metrics service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
     )
     app.state.settings = settings
+    app.body_guard = BodyGuard(settings)
     install_error_handlers(app)
     for module in (ingest, query, anomaly, jobs, health, dashboard):
         app.include_router(module.router)
@@ -142,8 +151,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 ERROR_STATUSES = {
     "400": "Body is not valid JSON",
     "401": "API key missing or wrong (when keys are configured)",
+    "408": "The request body came too slowly (HTTP_BODY_TIMEOUT, HTTP_BODY_MIN_RATE)",
     "422": "A rule broken; `detail` names the field or item",
-    "503": "Database unavailable",
+    "503": "Database unavailable or too slow, its disk full or read-only, or too many request "
+    "bodies in memory (MAX_BUFFERED_BODY_BYTES); `Retry-After` says when to retry",
 }
 
 
@@ -161,3 +172,4 @@ def _document_errors(schema: dict[str, Any]) -> None:
 
 
 app = create_app()
+server.adopt_loading_server(app.state.settings)  # the request-head limits (app.server)

@@ -1,4 +1,12 @@
-"""Reading JSON bodies within MAX_BODY_BYTES, refusing oversized ones before buffering them."""
+"""Reading request bodies into memory within MAX_BODY_BYTES and the process-wide budget of
+MAX_BUFFERED_BODY_BYTES (app.http_guard): the one way a route (or a protocol endpoint) buffers a
+body.
+
+An oversized body is refused before it is buffered: from its Content-Length when it has one,
+else as soon as it grows past the limit (the guard then reads and drops the rest, so the client
+gets the 413). With a Content-Length the body is read into one buffer of that size, so it is
+held once, not as chunks and then their join.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +15,63 @@ from fastapi import Request
 from starlette.requests import ClientDisconnect
 
 from app.errors import BadRequest, PayloadTooLarge
+from app.http_guard import body_budget
+
+MAX_SAMPLE_BODY_BYTES = 1024 * 1024  # one sample is a few KiB at most; its body never needs more
 
 
-async def read_json(request: Request, limit: int) -> object:
+def declared_length(request: Request) -> int | None:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body: {declared} bytes, more than MAX_BODY_BYTES ({limit})")
-    chunks, size = [], 0
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+async def read_body(request: Request, limit: int, limit_name: str = "MAX_BODY_BYTES") -> bytearray:
+    """The whole body, at most `limit` bytes (PayloadTooLarge beyond, naming `limit_name`), its
+    bytes taken from the budget (Overloaded when that is spent; given back when the request
+    ends)."""
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"body: {declared} bytes, more than {limit_name} ({limit})")
+    share = body_budget(request.scope)
+    if declared is not None and share is not None:
+        share.take(declared)
+    buffer = bytearray(declared or 0)
+    size = 0
     try:
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body: more than MAX_BODY_BYTES ({limit} bytes)")
-            chunks.append(chunk)
+            end = size + len(chunk)
+            if end > limit:
+                raise PayloadTooLarge(f"body: more than {limit_name} ({limit} bytes)")
+            if declared is None:
+                if share is not None:
+                    share.take(len(chunk))
+                buffer += chunk
+            elif end <= declared:
+                buffer[size:end] = chunk
+            else:
+                raise BadRequest("body: longer than its Content-Length")
+            size = end
     except ClientDisconnect:  # nobody to answer; nothing was written
         raise BadRequest("body: the client disconnected before sending all of it") from None
+    if declared is not None and size < declared:
+        raise BadRequest("body: shorter than its Content-Length")
+    return buffer
+
+
+async def read_json(request: Request, limit: int, limit_name: str = "MAX_BODY_BYTES") -> object:
+    """The body parsed as JSON (read as read_body does); BadRequest when it is not JSON."""
+    return parse_json(await read_body(request, limit, limit_name))
+
+
+def sample_body_limit(max_body_bytes: int) -> tuple[int, str]:
+    """The limit of a single-sample body, and its name for the 413's message."""
+    if max_body_bytes <= MAX_SAMPLE_BODY_BYTES:
+        return max_body_bytes, "MAX_BODY_BYTES"
+    return MAX_SAMPLE_BODY_BYTES, "the most one sample needs"
+
+
+def parse_json(body: bytes | bytearray | memoryview) -> object:
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"body: not valid JSON ({exc})") from None

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app import observability
-from app.api.body import read_json
+from app.api.body import read_json, sample_body_limit
 from app.api.deps import CommitterDep, SettingsDep, StoreDep, WriteKey
 from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
@@ -48,7 +48,7 @@ def _body_doc(model: str) -> dict[str, object]:
 async def ingest(request: Request, settings: SettingsDep, committer: CommitterDep) -> Response:
     """Answers 201 once the sample is committed. The same series and timestamp written twice
     keeps the last value."""
-    body = await read_json(request, settings.max_body_bytes)
+    body = await read_json(request, *sample_body_limit(settings.max_body_bytes))
     sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew))
     await committer.submit(sample)
     observability.count_ingested(request, 1)
