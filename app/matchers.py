@@ -30,8 +30,10 @@ class MatcherError(ValueError):
 
 
 def canonical_labels(labels: Mapping[str, str]) -> bytes:
-    """The label set as compact JSON with sorted keys: the stable form stored and hashed."""
-    return orjson.dumps(dict(sorted(labels.items())))
+    """The label set as compact JSON with sorted keys: the stable form stored and hashed.
+    Copied into a bytes object of its own size: orjson's result keeps a buffer of at least
+    4 KiB, and label sets are kept by the thousand (series keys, caches)."""
+    return bytes(memoryview(orjson.dumps(dict(sorted(labels.items())))))
 
 
 def fingerprint(labels_json: bytes) -> str:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app import observability
-from app.api.body import read_json, sample_body_limit
+from app.api.body import parse_import_body, read_body, read_json, sample_body_limit
 from app.api.deps import CommitterDep, SettingsDep, StoreDep, WriteKey
 from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
@@ -18,7 +18,7 @@ from app.api.streaming_import import (
     streaming_format,
 )
 from app.schemas import BackfillResponse, ErrorResponse, IngestResponse
-from app.validation import InvalidInput, TimeBounds, parse_import, parse_single
+from app.validation import InvalidInput, TimeBounds, parse_single
 
 router = APIRouter(tags=["ingestion"], dependencies=[WriteKey])
 
@@ -139,10 +139,10 @@ async def backfill(
         if size > settings.max_batch:
             raise InvalidInput(f"chunk_size: {size} is more than MAX_BATCH ({settings.max_batch})")
         return await stream_import(request, store, settings.max_future_skew, fmt, size)
-    body = await read_json(request, settings.max_body_bytes)
-    batch = parse_import(
-        body, TimeBounds.starting_now(settings.max_future_skew), settings.max_batch
-    )
+    body = await read_body(request, settings.max_body_bytes)
+    bounds = TimeBounds.starting_now(settings.max_future_skew)
+    batch = await parse_import_body(body, bounds, settings.max_batch)
+    del body  # the batch holds what is needed; the write may take a while
     result = await store.append(batch, all_or_nothing=True)
     observability.count_ingested(request, result.written)
     return {"status": "ok", "imported": result.written, "series": len(batch.keys)}
