@@ -11,7 +11,9 @@ held once, not as chunks and then their join.
 from __future__ import annotations
 
 import asyncio
+import zlib
 
+import cramjam
 import orjson
 from fastapi import Request
 from starlette.requests import ClientDisconnect
@@ -96,3 +98,54 @@ async def parse_import_body(body: bytearray, bounds: TimeBounds, max_batch: int)
     except NotSplittable:
         return parse_import(parse_json(body), bounds, max_batch)
     return builder.build()
+
+
+def decompress(data: bytes | bytearray, encoding: str | None, limit: int) -> bytes:
+    """A body decoded from its Content-Encoding (`gzip`, `deflate`, or `snappy`: the raw block
+    format remote write uses), at most `limit` bytes: a small body that would inflate past the
+    limit (a "zip bomb") is refused once `limit` bytes came out, not after filling memory.
+    PayloadTooLarge beyond the limit, BadRequest for data that does not decode."""
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        if len(data) > limit:
+            raise PayloadTooLarge(f"body: more than {limit} bytes")
+        return bytes(data)
+    if name == "snappy":
+        return _unsnappy(data, limit)
+    if name in ("gzip", "x-gzip", "deflate"):
+        return _inflate(data, limit, wbits=47 if name != "deflate" else 15)
+    raise BadRequest(f"Content-Encoding: {encoding!r} is not supported (gzip, deflate, snappy)")
+
+
+def _inflate(data: bytes | bytearray, limit: int, wbits: int) -> bytes:
+    out = bytearray()
+    rest = bytes(data)
+    while rest:  # gzip allows several members one after the other
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise BadRequest(f"body: not valid compressed data ({exc})") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"body: more than {limit} bytes once decompressed")
+        if not inflater.eof:
+            raise BadRequest("body: compressed data cut short")
+        rest = inflater.unused_data
+    return bytes(out)
+
+
+def _unsnappy(data: bytes | bytearray, limit: int) -> bytes:
+    size, shift = 0, 0
+    for byte in data[:10]:  # the block starts with its length, a varint
+        size |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            break
+    else:
+        raise BadRequest("body: not valid snappy data (no length)")
+    if size > limit:
+        raise PayloadTooLarge(f"body: {size} bytes once decompressed, more than {limit}")
+    try:
+        return bytes(cramjam.snappy.decompress_raw(bytes(data)))
+    except cramjam.DecompressionError as exc:
+        raise BadRequest(f"body: not valid snappy data ({exc})") from None
