@@ -28,9 +28,10 @@ $(VENV)/.stamp-dev: $(VENV)/.stamp-runtime requirements-dev.txt
 install: $(VENV)/.stamp-runtime assets
 install-dev: $(VENV)/.stamp-dev assets
 
-# Front-end libraries (Chart.js) come from the npm registry, pinned by package-lock.json.
+# Front-end libraries (Chart.js; Swagger UI and ReDoc for /docs and /redoc) come from the npm
+# registry, pinned by package-lock.json; no install scripts run (.npmrc).
 node_modules/.stamp-npm: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error --ignore-scripts
 	touch $@
 
 assets: node_modules/.stamp-npm
@@ -65,13 +66,13 @@ test: install-dev browser clients
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: install-dev
-	$(VENV)/bin/ruff format --check app tests bench
-	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff format --check app tests bench hatch_build.py
+	$(VENV)/bin/ruff check app tests bench hatch_build.py
 	$(VENV)/bin/mypy
 
 format: install-dev
-	$(VENV)/bin/ruff format app tests bench
-	$(VENV)/bin/ruff check --fix app tests bench
+	$(VENV)/bin/ruff format app tests bench hatch_build.py
+	$(VENV)/bin/ruff check --fix app tests bench hatch_build.py
 
 # wrk drives the single-sample load in the benchmark (Debian's package, installed when missing).
 bench-tools:
@@ -87,4 +88,14 @@ soak: install-dev
 	$(PY) -m pytest -m slow tests/soak $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules dist .pytest_cache .mypy_cache .ruff_cache
+
+# ---- packaging and the README's examples
+.PHONY: dist
+
+# The wheel and sdist in dist/: the `app` package, its front-end assets from node_modules
+# (hatch_build.py), the `metrics-service` command. `pip install dist/*.whl` needs no Node.js.
+dist: install-dev assets
+	rm -rf dist
+	$(PY) -m hatchling build -d dist
+
