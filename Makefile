@@ -66,13 +66,13 @@ test: install-dev browser clients
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: install-dev
-	$(VENV)/bin/ruff format --check app tests bench hatch_build.py
-	$(VENV)/bin/ruff check app tests bench hatch_build.py
+	$(VENV)/bin/ruff format --check app tests bench scripts hatch_build.py
+	$(VENV)/bin/ruff check app tests bench scripts hatch_build.py
 	$(VENV)/bin/mypy
 
 format: install-dev
-	$(VENV)/bin/ruff format app tests bench hatch_build.py
-	$(VENV)/bin/ruff check --fix app tests bench hatch_build.py
+	$(VENV)/bin/ruff format app tests bench scripts hatch_build.py
+	$(VENV)/bin/ruff check --fix app tests bench scripts hatch_build.py
 
 # wrk drives the single-sample load in the benchmark (Debian's package, installed when missing).
 bench-tools:
@@ -91,7 +91,7 @@ clean:
 	rm -rf $(VENV) node_modules dist .pytest_cache .mypy_cache .ruff_cache
 
 # ---- packaging and the README's examples
-.PHONY: dist
+.PHONY: dist readme-examples
 
 # The wheel and sdist in dist/: the `app` package, its front-end assets from node_modules
 # (hatch_build.py), the `metrics-service` command. `pip install dist/*.whl` needs no Node.js.
@@ -99,3 +99,7 @@ dist: install-dev assets
 	rm -rf dist
 	$(PY) -m hatchling build -d dist
 
+# Runs the README's API examples in order against a fresh server and rewrites the answers shown
+# under them; `make readme-examples ARGS=--check` only compares and prints the differences.
+readme-examples: install
+	$(PY) scripts/readme_examples.py $(ARGS)
