@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -139,3 +140,26 @@ def test_serve_refuses_bad_options_and_settings_clearly(
         get_settings.cache_clear()
     shown = capsys.readouterr().err
     assert shown.startswith("error: invalid settings: MAX_BATCH: "), shown
+
+
+def test_migrate_and_a_job_pass_with_a_database_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.cli import main
+    from app.config import get_settings
+
+    url = f"sqlite:///{tmp_path / 'data' / 'metrics.db'}"
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///elsewhere.db")  # restored afterwards
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # the job command configures logging
+    try:
+        assert main(["migrate", "--database-url", url]) == 0
+        assert capsys.readouterr().out == "migrations applied\n"
+        assert main(["retention", "--once", "--database-url", url]) == 0
+        assert capsys.readouterr().out.startswith("retention: raw rows: 0")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        root.handlers[:], root.level = handlers, level
+    assert (tmp_path / "data" / "metrics.db").is_file()
+    assert not Path("elsewhere.db").exists()
