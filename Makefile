@@ -14,6 +14,7 @@ help:
 	@echo "make check   - ruff (format + lint) and mypy"
 	@echo "make bench   - the benchmark (bench/), prints a table and writes JSON"
 	@echo "make migrate - apply database migrations to DATABASE_URL"
+	@echo "make dist    - build the wheel (with its front-end assets) and the sdist into dist/"
 
 $(VENV)/.stamp-runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
