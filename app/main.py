@@ -18,7 +18,17 @@ from starlette.types import Receive, Scope, Send
 
 from app import observability
 from app.api import hot_ingest
-from app.api.routes import anomaly, dashboard, health, ingest, jobs, query, remote_write
+from app.api.routes import (
+    anomaly,
+    dashboard,
+    health,
+    imports,
+    influx,
+    ingest,
+    jobs,
+    query,
+    remote_write,
+)
 from app.config import Settings, get_settings
 from app.errors import (
     BadRequest,
@@ -100,7 +110,7 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (ingest, query, anomaly, jobs, health, dashboard, remote_write):
+    for module in (ingest, query, anomaly, jobs, health, dashboard, remote_write, influx, imports):
         app.include_router(module.router)
     observability.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

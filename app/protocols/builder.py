@@ -61,6 +61,20 @@ def protocol_series_key(metric: str, labels: Pairs) -> SeriesKey:
     return series_key(name, canonical_labels(kept))
 
 
+@functools.lru_cache(maxsize=262_144)
+def named_series_key(pairs: Pairs) -> SeriesKey:
+    """The key of a series named by its labels, `__name__` among them (remote write,
+    VictoriaMetrics' JSON lines). Duplicate label names and a missing name are refused."""
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        raise InvalidSeries(f"duplicate label names {duplicated}")
+    metric = next((value for name, value in pairs if name == "__name__"), "")
+    if not metric:
+        raise InvalidSeries("no __name__ label")
+    return protocol_series_key(metric, tuple(p for p in pairs if p[0] != "__name__"))
+
+
 class SeriesBuilder:
     """Samples of one request, series interned, built into one `SampleBatch`."""
 

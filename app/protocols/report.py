@@ -23,6 +23,7 @@ class WriteReport:
     messages: list[str] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
     unit: str = "series"  # what `refused` counts, for the answer
+    influx: bool = False  # answer as InfluxDB does: "partial write: ... dropped=N"
 
     def refuse(self, message: str, samples: int = 1) -> None:
         self.refused += 1
@@ -35,11 +36,14 @@ class WriteReport:
             self.ignored[what] += count
 
     def summary(self) -> str:
-        """The first offenders, and how many there were."""
+        """The first offenders, and how many there were. Line refusals read as InfluxDB's
+        ("partial write: ... dropped=N", what Telegraf looks for)."""
         more = self.refused - len(self.messages)
         text = "; ".join(self.messages)
         if more > 0:
             text += f"; and {more} more"
+        if self.influx:
+            return f"partial write: {text}; dropped={self.refused}"
         return f"{self.refused} {self.unit} refused ({self.refused_samples} samples): {text}"
 
 

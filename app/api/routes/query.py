@@ -91,13 +91,26 @@ def _stream_raw(
     yield b'],"truncated":' + (b"true" if truncated else b"false") + b"}"
 
 
+STALE_MARKER_BITS = 0x7FF0000000000002
+
+
 def _raw_series(data: SeriesData) -> dict[str, object]:
     stamps = format_ms_array(data.ts)
     values = data.values.tolist()
-    return {
-        "labels": data.labels,
-        "points": [{"timestamp": t, "value": v} for t, v in zip(stamps, values, strict=True)],
-    }
+    points = [{"timestamp": t, "value": v} for t, v in zip(stamps, values, strict=True)]
+    special = np.flatnonzero(~np.isfinite(data.values))
+    if special.size:  # JSON has no NaN or infinity: `value` null and `special` says which
+        bits = data.values.view(np.uint64)
+        for i in special.tolist():
+            points[i] = {"timestamp": stamps[i], "value": None, "special": _special(data, bits, i)}
+    return {"labels": data.labels, "points": points}
+
+
+def _special(data: SeriesData, bits: np.ndarray, i: int) -> str:
+    value = float(data.values[i])
+    if value != value:
+        return "stale" if int(bits[i]) == STALE_MARKER_BITS else "NaN"
+    return "+Inf" if value > 0 else "-Inf"
 
 
 @router.get(

@@ -8,7 +8,6 @@ is read from the wire bytes with numpy instead (`columns`), without a Python obj
 
 from __future__ import annotations
 
-import functools
 import struct
 from dataclasses import dataclass, field
 
@@ -16,8 +15,8 @@ import cramjam
 from google.protobuf.message import DecodeError
 
 from app.errors import BadRequest, PayloadTooLarge
-from app.model import MetricMetadata, SeriesKey
-from app.protocols.builder import InvalidSeries, Pairs, SeriesBuilder, protocol_series_key
+from app.model import MetricMetadata
+from app.protocols.builder import InvalidSeries, Pairs, SeriesBuilder, named_series_key
 from app.protocols.remote_write import columns
 from app.protocols.remote_write.proto import METRIC_TYPES, WriteRequest
 from app.protocols.report import WriteReport
@@ -46,19 +45,6 @@ def snappy_block(data: bytes, limit: int) -> bytes:
         return bytes(cramjam.snappy.decompress_raw(data))
     except Exception as exc:
         raise BadRequest(f"body: cannot decompress the snappy block ({exc})") from None
-
-
-@functools.lru_cache(maxsize=262_144)
-def remote_series_key(pairs: Pairs) -> SeriesKey:
-    """The key of a series given as remote-write labels, `__name__` among them."""
-    names = [name for name, _ in pairs]
-    if len(set(names)) != len(names):
-        duplicated = sorted({n for n in names if names.count(n) > 1})
-        raise InvalidSeries(f"duplicate label names {duplicated}")
-    metric = next((value for name, value in pairs if name == "__name__"), "")
-    if not metric:
-        raise InvalidSeries("no __name__ label")
-    return protocol_series_key(metric, tuple(p for p in pairs if p[0] != "__name__"))
 
 
 def describe_labels(pairs: Pairs) -> str:
@@ -125,7 +111,7 @@ def _read_series(series: object, position: int, out: Decoded, large: list[tuple[
         return
     pairs = tuple((label.name, label.value) for label in series.labels)  # type: ignore[attr-defined]
     try:
-        slot = out.builder.slot(remote_series_key(pairs))
+        slot = out.builder.slot(named_series_key(pairs))
     except InvalidSeries as exc:
         out.report.refuse(f"series {describe_labels(pairs)}: {exc}", count)
         return
