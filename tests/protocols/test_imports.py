@@ -103,7 +103,7 @@ http_requests_total{{method="post",code="500",path="a\\"b\\\\c"}} 3 {T1}
 # TYPE temperature gauge
 # UNIT temperature celsius
 temperature 21.5
-weird.name{{le="+Inf"}} +Inf {T0}
+bucket_count{{le="+Inf"}} +Inf {T0}
 """
 
 
@@ -123,7 +123,7 @@ def test_prometheus_text(imp: TestClient, database_url: str) -> None:
         (("code", "500"), ("instance", "x"), ("method", "post"), ("path", 'a"b\\c')): [(T1, 3.0)],
     }
     assert values_of(database_url, "temperature") == {(("instance", "x"),): [(default, 21.5)]}
-    assert values_of(database_url, "weird_name") == {
+    assert values_of(database_url, "bucket_count") == {
         (("instance", "x"), ("le", "+Inf")): [(T0, float("inf"))]
     }
 
