@@ -1,6 +1,7 @@
 """Reading request bodies into memory within MAX_BODY_BYTES and the process-wide budget of
 MAX_BUFFERED_BODY_BYTES (app.http_guard): the one way a route (or a protocol endpoint) buffers a
-body.
+body. Checked again after decompression (gzip), so a small compressed body cannot expand into a
+large one.
 
 An oversized body is refused before it is buffered: from its Content-Length when it has one,
 else as soon as it grows past the limit (the guard then reads and drops the rest, so the client
@@ -13,18 +14,18 @@ from __future__ import annotations
 import asyncio
 import zlib
 
-import cramjam
 import orjson
 from fastapi import Request
 from starlette.requests import ClientDisconnect
 
-from app.errors import BadRequest, PayloadTooLarge
+from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from app.http_guard import body_budget
 from app.jsonsplit import NotSplittable, split_arrays
 from app.model import SampleBatch
 from app.validation import IMPORT_ARRAYS, BatchBuilder, TimeBounds, add_import_slice, parse_import
 
 MAX_SAMPLE_BODY_BYTES = 1024 * 1024  # one sample is a few KiB at most; its body never needs more
+GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
 def declared_length(request: Request) -> int | None:
@@ -66,8 +67,48 @@ async def read_body(request: Request, limit: int, limit_name: str = "MAX_BODY_BY
 
 
 async def read_json(request: Request, limit: int, limit_name: str = "MAX_BODY_BYTES") -> object:
-    """The body parsed as JSON (read as read_body does); BadRequest when it is not JSON."""
-    return parse_json(await read_body(request, limit, limit_name))
+    """The body (gunzipped if need be) parsed as JSON; BadRequest when it is not JSON."""
+    return parse_json(await read_decoded(request, limit, limit_name))
+
+
+def content_encoding(request: Request) -> str:
+    return request.headers.get("content-encoding", "identity").strip().lower() or "identity"
+
+
+async def read_decoded(
+    request: Request, limit: int, limit_name: str = "MAX_BODY_BYTES"
+) -> bytes | bytearray:
+    """The body, gunzipped when `Content-Encoding: gzip`; other encodings are a 415. Bounded
+    decompression, also for the protocol endpoints: a small body that would inflate past `limit`
+    is refused once `limit` bytes came out."""
+    body = await read_body(request, limit, limit_name)
+    encoding = content_encoding(request)
+    if encoding in ("identity", "none"):
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        return gunzip(body, limit)
+    raise UnsupportedMediaType(
+        f"Content-Encoding: {encoding!r} is not supported here; send gzip or no encoding"
+    )
+
+
+def gunzip(data: bytes | bytearray, limit: int) -> bytes:
+    """Decompress gzip (several members too), refusing output beyond `limit` bytes."""
+    out, rest = bytearray(), data
+    while rest:
+        decoder = zlib.decompressobj(GZIP_WBITS)
+        try:
+            out += decoder.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise BadRequest(f"body: not valid gzip ({exc})") from None
+        if len(out) > limit:
+            raise PayloadTooLarge(
+                f"body: more than MAX_BODY_BYTES ({limit} bytes) once decompressed"
+            )
+        if not decoder.eof:
+            raise BadRequest("body: the gzip stream is truncated")
+        rest = decoder.unused_data
+    return bytes(out)
 
 
 def sample_body_limit(max_body_bytes: int) -> tuple[int, str]:
@@ -84,7 +125,9 @@ def parse_json(body: bytes | bytearray | memoryview) -> object:
         raise BadRequest(f"body: not valid JSON ({exc})") from None
 
 
-async def parse_import_body(body: bytearray, bounds: TimeBounds, max_batch: int) -> SampleBatch:
+async def parse_import_body(
+    body: bytes | bytearray, bounds: TimeBounds, max_batch: int
+) -> SampleBatch:
     """An import body (`{"metrics": [...], "series": [...]}`) validated a slice at a time
     (app.jsonsplit), yielding to the event loop between slices: only one slice's Python objects
     exist at once, and no other request waits for more than one slice. A body of another shape
@@ -98,54 +141,3 @@ async def parse_import_body(body: bytearray, bounds: TimeBounds, max_batch: int)
     except NotSplittable:
         return parse_import(parse_json(body), bounds, max_batch)
     return builder.build()
-
-
-def decompress(data: bytes | bytearray, encoding: str | None, limit: int) -> bytes:
-    """A body decoded from its Content-Encoding (`gzip`, `deflate`, or `snappy`: the raw block
-    format remote write uses), at most `limit` bytes: a small body that would inflate past the
-    limit (a "zip bomb") is refused once `limit` bytes came out, not after filling memory.
-    PayloadTooLarge beyond the limit, BadRequest for data that does not decode."""
-    name = (encoding or "identity").strip().lower()
-    if name == "identity":
-        if len(data) > limit:
-            raise PayloadTooLarge(f"body: more than {limit} bytes")
-        return bytes(data)
-    if name == "snappy":
-        return _unsnappy(data, limit)
-    if name in ("gzip", "x-gzip", "deflate"):
-        return _inflate(data, limit, wbits=47 if name != "deflate" else 15)
-    raise BadRequest(f"Content-Encoding: {encoding!r} is not supported (gzip, deflate, snappy)")
-
-
-def _inflate(data: bytes | bytearray, limit: int, wbits: int) -> bytes:
-    out = bytearray()
-    rest = bytes(data)
-    while rest:  # gzip allows several members one after the other
-        inflater = zlib.decompressobj(wbits)
-        try:
-            out += inflater.decompress(rest, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise BadRequest(f"body: not valid compressed data ({exc})") from None
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise PayloadTooLarge(f"body: more than {limit} bytes once decompressed")
-        if not inflater.eof:
-            raise BadRequest("body: compressed data cut short")
-        rest = inflater.unused_data
-    return bytes(out)
-
-
-def _unsnappy(data: bytes | bytearray, limit: int) -> bytes:
-    size, shift = 0, 0
-    for byte in data[:10]:  # the block starts with its length, a varint
-        size |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            break
-    else:
-        raise BadRequest("body: not valid snappy data (no length)")
-    if size > limit:
-        raise PayloadTooLarge(f"body: {size} bytes once decompressed, more than {limit}")
-    try:
-        return bytes(cramjam.snappy.decompress_raw(bytes(data)))
-    except cramjam.DecompressionError as exc:
-        raise BadRequest(f"body: not valid snappy data ({exc})") from None

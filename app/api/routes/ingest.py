@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app import observability
-from app.api.body import parse_import_body, read_body, read_json, sample_body_limit
+from app.api.body import parse_import_body, read_decoded, read_json, sample_body_limit
 from app.api.deps import CommitterDep, SettingsDep, StoreDep, WriteKey
 from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
@@ -17,19 +17,33 @@ from app.api.streaming_import import (
     stream_import,
     streaming_format,
 )
-from app.schemas import BackfillResponse, ErrorResponse, IngestResponse
-from app.validation import InvalidInput, TimeBounds, parse_single
+from app.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+    responses_for,
+)
+from app.http_guard import BodyTimeout, Overloaded
+from app.schemas import BackfillResponse, IngestResponse
+from app.storage.store import BeforeHorizon, CardinalityExceeded, WriteTimeout
+from app.validation import BatchTooLarge, InvalidInput, TimeBounds, parse_single
 
 router = APIRouter(tags=["ingestion"], dependencies=[WriteKey])
 
-ERRORS = {
-    400: {"model": ErrorResponse, "description": "Body is not JSON"},
-    401: {"model": ErrorResponse, "description": "API key missing or wrong"},
-    413: {"model": ErrorResponse, "description": "Body or batch too large"},
-    422: {"model": ErrorResponse, "description": "A rule broken; names the field or item"},
-    429: {"model": ErrorResponse, "description": "Cardinality limit reached"},
-    503: {"model": ErrorResponse, "description": "Database unavailable"},
-}
+ERRORS = responses_for(
+    BadRequest,
+    Unauthorized,
+    PayloadTooLarge,
+    BatchTooLarge,
+    InvalidInput,
+    BeforeHorizon,
+    CardinalityExceeded,
+    BodyTimeout,
+    Unavailable,
+    WriteTimeout,
+    Overloaded,
+)
 
 
 def _body_doc(model: str) -> dict[str, object]:
@@ -41,7 +55,7 @@ def _body_doc(model: str) -> dict[str, object]:
     "/metrics/ingest",
     status_code=201,
     response_model=IngestResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     openapi_extra=_body_doc("IngestSample"),
     summary="Ingest one sample",
 )
@@ -113,7 +127,7 @@ ChunkSize = Annotated[
     "/backfill/import",
     status_code=201,
     response_model=BackfillResponse | StreamingImportResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     openapi_extra=_backfill_doc(),
     summary="Import many samples at once",
 )
@@ -139,7 +153,7 @@ async def backfill(
         if size > settings.max_batch:
             raise InvalidInput(f"chunk_size: {size} is more than MAX_BATCH ({settings.max_batch})")
         return await stream_import(request, store, settings.max_future_skew, fmt, size)
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_decoded(request, settings.max_body_bytes)
     bounds = TimeBounds.starting_now(settings.max_future_skew)
     batch = await parse_import_body(body, bounds, settings.max_batch)
     del body  # the batch holds what is needed; the write may take a while
