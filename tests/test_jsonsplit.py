@@ -39,7 +39,7 @@ def joined(raw: bytes, piece: int) -> dict[str, list[Any]]:
     return found
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(body, st.integers(1, 200), st.booleans())
 def test_slices_add_up_to_the_whole_parse(
     parsed: dict[str, list[Any]], piece: int, indent: bool

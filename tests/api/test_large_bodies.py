@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 import orjson
-from conftest import LiveServer
+import pytest
+from conftest import LiveServer, fresh_database
 
 PATIENCE = 120.0
 
@@ -36,7 +37,23 @@ def import_body(copy: int, now: float) -> bytes:
     return orjson.dumps({"metrics": items})
 
 
-def test_json_imports_cost_about_their_size_at_their_peak(live_server: LiveServer) -> None:
+@pytest.mark.parametrize(
+    "backend_name", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
+)
+def test_json_imports_cost_about_their_size_at_their_peak(
+    backend_name: str, tmp_path: Path
+) -> None:
+    """The parsing is the same on both backends; PostgreSQL's run is in the slow set."""
+    with fresh_database(backend_name, tmp_path, "large") as url:
+        live_server = LiveServer(url)
+        live_server.start()
+        try:
+            check_peak(live_server)
+        finally:
+            live_server.stop()
+
+
+def check_peak(live_server: LiveServer) -> None:
     assert live_server.process is not None
     pid = live_server.process.pid
     now = time.time()
