@@ -112,3 +112,6 @@ def _civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     month = np.where(shifted_month < 10, shifted_month + 3, shifted_month - 9)
     year = year_of_era + era * 400 + (month <= 2)
     return year, month, day
+
+
+civil_from_days = _civil_from_days  # public: the PromQL date functions use it too
