@@ -4,6 +4,7 @@ vectorized evaluator."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from collections.abc import Sequence
@@ -167,12 +168,12 @@ def over_time(name: str, w: list[Sample], param: float = 0.0, step_time: int = 0
             return float(
                 sum(
                     1
-                    for a, b in zip(values, values[1:], strict=False)
+                    for a, b in itertools.pairwise(values)
                     if b != a and not (math.isnan(a) and math.isnan(b))
                 )
             )
         case "resets":
-            return float(sum(1 for a, b in zip(values, values[1:], strict=False) if b < a))
+            return float(sum(1 for a, b in itertools.pairwise(values) if b < a))
         case "deriv":
             return regression(w, w[0][0])[0] if len(w) >= 2 else None
         case "predict_linear":
