@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install install-dev assets browser clients run migrate test check format bench soak clean
+.PHONY: help install install-dev assets browser clients bench-tools run migrate test check format bench soak clean
 
 help:
 	@echo "make run     - set up everything and start the service on http://$(HOST):$(PORT) (SQLite)"
@@ -73,7 +73,14 @@ format: install-dev
 	$(VENV)/bin/ruff format app tests bench
 	$(VENV)/bin/ruff check --fix app tests bench
 
-bench: install-dev
+# wrk drives the single-sample load in the benchmark (Debian's package, installed when missing).
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+	  else echo "wrk is missing: install Debian's 'wrk' package for the benchmark"; fi; }
+
+bench: install-dev clients bench-tools
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 soak: install-dev

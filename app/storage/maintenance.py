@@ -34,11 +34,37 @@ async def materialize(conn: AsyncConnection, res: Resolution, closed_before: int
         source, where = dialect.buckets_join(conn, "claimed", res.ms)
         into = f"INSERT INTO rollup_{res.name} ({ROLLUP_COLUMNS}) "
         statement = bucket_rows_sql(conn, source, "claimed.bucket", res.ms, where, into)
-        await conn.execute(
-            text(statement + f" ON CONFLICT (series_id, bucket) DO UPDATE SET {UPSERT_SET}")
+        written = await dialect.rows_written(
+            conn,
+            await conn.execute(
+                text(statement + f" ON CONFLICT (series_id, bucket) DO UPDATE SET {UPSERT_SET}")
+            ),
         )
+        if written < claimed:
+            await _drop_emptied(conn, res)
     await _advance_state(conn, res, closed_before)
     return claimed
+
+
+async def _drop_emptied(conn: AsyncConnection, res: Resolution) -> None:
+    """Delete the stored rows of claimed buckets whose samples are all NaN now (overwritten):
+    they aggregate to nothing. A claimed bucket without any sample keeps its row: it may hold
+    history merged without raw samples, which is never recomputed into nothing. Only run when
+    the recomputation wrote fewer rows than it claimed, so the usual run pays nothing."""
+
+    def samples_in(extra: str) -> str:
+        return (
+            "SELECT 1 FROM samples s WHERE s.series_id = c.series_id AND s.ts >= c.bucket"
+            f" AND s.ts < c.bucket + {res.ms}{extra}"
+        )
+
+    await conn.execute(
+        text(
+            f"DELETE FROM rollup_{res.name} WHERE (series_id, bucket) IN (SELECT c.series_id,"
+            f" c.bucket FROM claimed c WHERE EXISTS ({samples_in('')}) AND NOT EXISTS"
+            f" ({samples_in(' AND ' + dialect.counted(conn))}))"
+        )
+    )
 
 
 async def _advance_state(conn: AsyncConnection, res: Resolution, closed_before: int) -> None:

@@ -135,8 +135,9 @@ async def query_rollup(
 
 def _rollup_series(data: RollupData) -> dict[str, object]:
     count = data.count.astype(np.float64)
-    avg = data.sum / count
-    stddev = np.sqrt(np.maximum(data.sumsq / count - avg * avg, 0.0))
+    with np.errstate(invalid="ignore", over="ignore"):  # infinite values: NaN/inf, not warnings
+        avg = data.sum / count
+        stddev = np.sqrt(np.maximum(data.sumsq / count - avg * avg, 0.0))
     columns = zip(
         format_ms_array(data.bucket),
         avg.tolist(),
