@@ -4,7 +4,7 @@ the 11,000-point limit, match[], start/end, limit, U__ escaping."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,9 +15,9 @@ PREFIXES = ["/api/v1", "/prometheus/api/v1"]
 
 
 @pytest.fixture(scope="module")
-def api(shared_client: TestClient) -> Iterator[TestClient]:
+def api(shared_client: TestClient) -> TestClient:
     seed(shared_client)
-    yield shared_client
+    return shared_client
 
 
 def ok(answer: Any) -> Any:

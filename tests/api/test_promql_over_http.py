@@ -5,7 +5,6 @@ evaluated at s = 900 unless a case says otherwise)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,9 +20,9 @@ STDVAR_X_5M = (15 / 60) ** 2 * (20**2 - 1) / 12  # 20 evenly spaced samples, 0.2
 
 
 @pytest.fixture(scope="module")
-def api(shared_client: TestClient) -> Iterator[TestClient]:
+def api(shared_client: TestClient) -> TestClient:
     seed(shared_client)
-    yield shared_client
+    return shared_client
 
 
 def query(client: TestClient, expr: str, at: float = AT) -> dict[str, Any]:
@@ -85,7 +84,7 @@ SINGLE_VALUES = [
     (f"resets({B}[20m])", 1),
     (f"deriv({X}[5m])", 1 / 60),
     (f"predict_linear({X}[5m], 60)", 36),
-    (f"absent_over_time(nothing[5m])", 1),
+    ("absent_over_time(nothing[5m])", 1),
     # aggregations
     ("sum(rate(http_requests_total[1m]))", RATE_A + RATE_B + RATE_C),
     ("avg(temperature)", (TEMP_X + 30) / 2),
