@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi.testclient import TestClient
+import httpx
 
 T0 = 1_764_763_200  # 2025-12-03T12:00:00Z
 STEP = 15
@@ -31,7 +31,8 @@ def _series(metric: str, labels: dict[str, str], value: Any) -> dict[str, Any]:
     }
 
 
-def seed(client: TestClient) -> None:
+def seed(client: httpx.Client) -> None:
+    """Write the data set (a TestClient is an httpx.Client too)."""
     series = [
         _series(
             "http_requests_total", {"job": "api", "instance": "a", "method": "get"}, lambda s: 2 * s
