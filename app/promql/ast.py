@@ -104,8 +104,17 @@ class StepInvariant:
     expr: Node
 
 
+@dataclass(frozen=True)
+class Precomputed:
+    """A part of the expression already evaluated at the query's own times (a range function
+    served from rollups, app.promql.rollups): the evaluator takes its value as it is."""
+
+    index: int
+
+
 Node = (
-    NumberLiteral
+    Precomputed
+    | NumberLiteral
     | StringLiteral
     | Selector
     | RangeSelector
@@ -146,7 +155,7 @@ def value_type(node: Node) -> ValueType:
             return "scalar"
         case StringLiteral():
             return "string"
-        case Selector() | Aggregate():
+        case Selector() | Aggregate() | Precomputed():
             return "vector"
         case RangeSelector() | Subquery():
             return "matrix"

@@ -8,7 +8,7 @@ repeated; subqueries evaluate their expression at their own, step-aligned timest
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,9 +52,15 @@ class Limits:
 
 
 class Evaluator:
-    def __init__(self, data: Mapping[tuple[Matcher, ...], SeriesSet], limits: Limits) -> None:
+    def __init__(
+        self,
+        data: Mapping[tuple[Matcher, ...], SeriesSet],
+        limits: Limits,
+        precomputed: Sequence[InstantVector] = (),
+    ) -> None:
         self.data = data
         self.limits = limits
+        self.precomputed = precomputed
 
     def eval(self, node: ast.Node, times: np.ndarray) -> Value:
         if time.monotonic() > self.limits.deadline:
@@ -89,6 +95,10 @@ class Evaluator:
                 return self.binary(node, times)
             case ast.Call():
                 return self.call(node, times)
+            case ast.Precomputed(index=index):
+                value = self.precomputed[index]
+                assert value.steps == times.size
+                return value
         raise Unsupported(f"the expression {node!r}")
 
     @staticmethod

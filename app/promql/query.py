@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from app.promql import ast, loader, plan
+from app.promql import ast, loader, plan, rollups
 from app.promql.engine import Evaluator, Limits
 from app.promql.errors import BadData
 from app.promql.parse import parse
 from app.promql.results import QueryResult, instant_result, range_result
 from app.promql.selectors import LOOKBACK_MS
+from app.promql.values import InstantVector
 
 MAX_POINTS_PER_SERIES = 11_000
 KEEP_ORDER = frozenset({"sort", "sort_desc"})
@@ -26,6 +28,11 @@ class QueryOptions:
     max_samples: int
     timeout_seconds: float
     lookback_ms: int = LOOKBACK_MS
+    use_rollups: bool = True
+
+
+class Source(loader.SampleSource, rollups.RollupSource, Protocol):
+    """The store as the query engine reads it."""
 
 
 def prepare(text: str, start_ms: int, end_ms: int) -> ast.Node:
@@ -41,20 +48,39 @@ def _keeps_order(node: ast.Node) -> bool:
     return isinstance(node, ast.Aggregate) and node.op in KEEP_ORDER_AGGREGATIONS
 
 
+async def _from_rollups(
+    store: Source, node: ast.Node, times: np.ndarray
+) -> tuple[ast.Node, list[InstantVector]]:
+    """Serve what rollups answer exactly (app.promql.rollups); the rest stays in the tree."""
+    served: dict[ast.Call, int] = {}
+    values: list[InstantVector] = []
+    for cand in rollups.candidates(node, times):
+        if cand.call in served:
+            continue
+        value = await rollups.serve(store, cand)
+        if value is not None:
+            served[cand.call] = len(values)
+            values.append(value)
+    return rollups.substitute(node, served), values
+
+
 async def _evaluate(
-    store: loader.SampleSource, node: ast.Node, times: np.ndarray, options: QueryOptions
+    store: Source, node: ast.Node, times: np.ndarray, options: QueryOptions
 ) -> object:
     deadline = time.monotonic() + options.timeout_seconds
+    precomputed: list[InstantVector] = []
+    if options.use_rollups:
+        node, precomputed = await _from_rollups(store, node, times)
     ranges = plan.selector_ranges(
         node, int(times[0]), int(times[-1]), options.lookback_ms, options.max_samples
     )
     data = await loader.load(store, ranges, options.max_samples)
     limits = Limits(options.lookback_ms, options.max_samples, deadline, options.timeout_seconds)
-    return await asyncio.to_thread(Evaluator(data, limits).eval, node, times)
+    return await asyncio.to_thread(Evaluator(data, limits, precomputed).eval, node, times)
 
 
 async def instant_query(
-    store: loader.SampleSource, text: str, time_ms: int, options: QueryOptions
+    store: Source, text: str, time_ms: int, options: QueryOptions
 ) -> QueryResult:
     node = prepare(text, time_ms, time_ms)
     times = np.array([time_ms], dtype=np.int64)
@@ -78,7 +104,7 @@ def check_range(start_ms: int, end_ms: int, step_ms: int) -> None:
 
 
 async def range_query(
-    store: loader.SampleSource,
+    store: Source,
     text: str,
     start_ms: int,
     end_ms: int,

@@ -32,7 +32,7 @@ from app.storage import dialect, locks, maintenance, reads, schema, series_index
 from app.storage.engine import Engines, asyncpg_dsn, make_engines, postgres_connect_args
 from app.storage.pg_small_writes import SmallWrites
 from app.storage.reads import RollupData, SeriesData, SeriesRef
-from app.storage.series_index import IndexedSeries, TimeBounds
+from app.storage.series_index import IndexedSeries, RollupWindows, TimeBounds
 from app.timeutil import format_ms, now_ms
 
 PARTITIONS_PER_TRANSACTION = 50
@@ -452,6 +452,34 @@ class Store:
         try:
             async with self._deadline(), self.engines.reader.connect() as conn:
                 return await dialect.fetch_points(conn, ids, start_ms, end_ms, limit)
+        except TimeoutError:
+            raise QueryTimeout(self.settings.query_timeout) from None
+
+    async def rollup_windows(
+        self,
+        metric: str,
+        matchers: Sequence[Matcher],
+        res: Resolution,
+        start_ms: int,
+        end_ms: int,
+        edges: Sequence[int],
+    ) -> RollupWindows:
+        """What serving PromQL windows from rollups needs, read in one snapshot: the series of
+        `metric` matching `matchers` (labels without the name), their buckets starting in
+        [start, end], whether a NaN (not a stale marker) lies in [start, end + width), and
+        their samples at the `edges` timestamps."""
+        try:
+            async with self._deadline(), self.engines.reader.connect() as conn:
+                if self.backend == "postgresql":
+                    conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                refs = await reads.find_series(conn, metric, matchers)
+                if not refs:
+                    return RollupWindows([], [], False, *series_index.no_samples())
+                rollups, _ = await reads.select_rollup(conn, refs, res, start_ms, end_ms)
+                ids = [ref.id for ref in refs]
+                nan = await series_index.has_nan(conn, ids, start_ms, end_ms + res.ms - 1)
+                sids, ts, values = await series_index.samples_at(conn, ids, edges)
+                return RollupWindows(refs, rollups, nan, sids, ts, values)
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
 

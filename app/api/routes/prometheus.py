@@ -29,6 +29,7 @@ from app.promql import catalog
 from app.promql.errors import BadData, PromQLError
 from app.promql.parse import parse, prettify
 from app.promql.query import QueryOptions, instant_query, range_query
+from app.promql.selectors import LOOKBACK_MS
 from app.storage.store import QueryTimeout, is_connection_error
 from app.timeutil import now_ms
 
@@ -149,10 +150,12 @@ def _options(settings: SettingsDep, params: Params) -> QueryOptions:
     if requested is not None and requested > 0:
         timeout = min(timeout, requested / 1000)
     lookback = duration_param(params, "lookback_delta")
-    options = QueryOptions(settings.promql_max_samples, timeout)
-    if lookback:
-        options = QueryOptions(options.max_samples, timeout, lookback)
-    return options
+    return QueryOptions(
+        settings.promql_max_samples,
+        timeout,
+        lookback or LOOKBACK_MS,
+        use_rollups=settings.promql_rollups,
+    )
 
 
 @get_and_post(
