@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from app import observability
 from app.api import hot_ingest
-from app.api.routes import anomaly, dashboard, health, ingest, jobs, prometheus, query
+from app.api.routes import anomaly, dashboard, docs, health, ingest, jobs, prometheus, query
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.logging_setup import configure_logging
@@ -26,6 +26,7 @@ from app.scheduler import Scheduler
 from app.schemas import DOCUMENTED_MODELS
 from app.storage.group_commit import GroupCommitter
 from app.storage.store import Store
+from app.version import __version__
 
 log = logging.getLogger("app")
 DESCRIPTION = (
@@ -88,11 +89,16 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
             await store.close()
 
     app = MetricsApp(
-        title="Metrics service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+        title="Metrics service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from app.api.routes.docs, with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (ingest, query, anomaly, jobs, health, dashboard):
+    for module in (ingest, query, anomaly, jobs, health, dashboard, docs):
         app.include_router(module.router)
     # The Prometheus query API, also under /prometheus as VictoriaMetrics serves it.
     app.include_router(prometheus.router)
