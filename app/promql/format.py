@@ -4,7 +4,8 @@ Sample values are strings formatted like Go's `strconv.FormatFloat(v, 'f', -1, 6
 to the exponent form below 1e-6 and from 1e21 on (Prometheus' jsonutil.MarshalFloat), with
 `NaN`, `+Inf` and `-Inf`. Python's `repr` gives the same shortest digits; only the layout
 differs (it switches to exponents from 1e16 and below 1e-4, and writes `5.0` for 5), so most
-values are formatted by `repr` and a few fixed up. Timestamps are seconds with up to three
+values are formatted in bulk (integers by `str`, the rest by orjson, whose digits are repr's)
+and a few one by one. Timestamps are seconds with up to three
 decimals.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import numpy as np
+import orjson
 
 _SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
@@ -38,30 +40,41 @@ def go_float_json(value: float) -> str:
 
 
 def format_values(values: np.ndarray) -> list[str]:
-    """`go_float_json` for an array, the common cases without per-value Python branches."""
+    """`go_float_json` for an array: integers through int's str, the rest through repr, and
+    only the few that Go writes differently (exponents, -0, NaN, infinities) one by one."""
     if values.size == 0:
         return []
-    out = list(map(repr, values.tolist()))
     magnitude = np.abs(values)
     with np.errstate(invalid="ignore"):
         negative_zero = (values == 0) & np.signbit(values)
         whole = (values == np.floor(values)) & (magnitude < 1e16) & ~negative_zero
         small = (magnitude < 1e-4) & (magnitude != 0)
         odd = ~whole & (~np.isfinite(values) | (magnitude >= 1e16) | small | negative_zero)
-    for i in np.flatnonzero(whole).tolist():
-        out[i] = out[i][:-2]  # "5.0" -> "5"
+    out = np.empty(values.size, dtype=object)
+    if whole.any():
+        out[whole] = list(map(str, values[whole].astype(np.int64).tolist()))
+    rest = ~whole & ~odd
+    if rest.any():
+        # orjson writes these (no exponent between 1e-4 and 1e16) with repr's shortest digits.
+        text = orjson.dumps(values[rest], option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        out[rest] = text[1:-1].split(",")
     for i in np.flatnonzero(odd).tolist():
         out[i] = go_float_json(float(values[i]))
-    return out
+    texts: list[str] = out.tolist()
+    return texts
 
 
 def format_timestamps(ms: np.ndarray) -> list[float | int]:
     """Seconds as JSON numbers: whole seconds as integers, else with their milliseconds."""
     whole = ms % 1000 == 0
-    out: list[float | int] = (ms / 1000).tolist()
-    for i in np.flatnonzero(whole).tolist():
-        out[i] = int(ms[i]) // 1000
-    return out
+    if whole.all():
+        seconds: list[float | int] = (ms // 1000).tolist()
+        return seconds
+    out = np.empty(ms.size, dtype=object)
+    out[whole] = (ms[whole] // 1000).tolist()
+    out[~whole] = (ms[~whole] / 1000).tolist()
+    stamps: list[float | int] = out.tolist()
+    return stamps
 
 
 def format_timestamp(ms: int) -> float | int:

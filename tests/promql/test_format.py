@@ -50,3 +50,8 @@ def test_timestamps_are_seconds_with_milliseconds() -> None:
     stamps = format_timestamps(np.array([1_700_000_000_000, 1_700_000_000_123, -1_500]))
     assert stamps == [1_700_000_000, 1_700_000_000.123, -1.5]
     assert isinstance(stamps[0], int)
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=50))
+def test_arrays_are_formatted_as_each_value_alone(values: list[float]) -> None:
+    assert format_values(np.array(values, dtype=np.float64)) == [go_float_json(v) for v in values]
