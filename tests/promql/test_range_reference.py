@@ -70,7 +70,7 @@ def by_job(got: dict[tuple[tuple[str, str], ...], float]) -> dict[str, float]:
     return {dict(labels)["job"]: value for labels, value in got.items()}
 
 
-EXAMPLES = int(os.environ.get("PROMQL_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("PROMQL_EXAMPLES", "25"))  # e.g. 500 for a deep run
 CHECK = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

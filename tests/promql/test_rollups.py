@@ -86,8 +86,10 @@ SERVED = [
 ]
 
 
-@pytest.fixture
-def data(database_url: str) -> str:
+@pytest.fixture(scope="module")
+def data(shared_url: str) -> str:
+    """One database per backend for the module: written once, read by every case."""
+    database_url = shared_url
     rng = np.random.default_rng(7)
     on_edges = np.arange(T0, T0 + 4 * H, 10_000)  # every 10 s: a sample on every bucket edge
     off_edges = np.arange(T0 + 3_333, T0 + 4 * H, 7_000)
