@@ -4,6 +4,7 @@ the 11,000-point limit, match[], start/end, limit, U__ escaping."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -240,8 +241,10 @@ def test_series_bad_data(api: TestClient, params: dict[str, Any], needle: str) -
 
 def test_buildinfo_rules_alerts_exemplars_metadata(api: TestClient) -> None:
     info = ok(api.get("/api/v1/status/buildinfo"))["data"]
-    assert info["version"] == "3.0.0" and "features" not in info
-    assert info["revision"] == api.app.version  # type: ignore[attr-defined]
+    own = api.app.version  # type: ignore[attr-defined]
+    assert info["version"].startswith("3.0.0+metrics-service.") and "features" not in info
+    assert info["revision"] == own
+    assert re.fullmatch(r"\d+\.\d+\.\d+\+[0-9A-Za-z.-]+", info["version"]), info["version"]
     assert ok(api.get("/api/v1/rules"))["data"] == {"groups": []}
     assert ok(api.get("/api/v1/alerts"))["data"] == {"alerts": []}
     params = {"query": "temperature", "start": T0 * 1000, "end": AT * 1000}

@@ -6,6 +6,7 @@ that envelope too, with Prometheus' `errorType` and status (`PrometheusRoute`)."
 from __future__ import annotations
 
 import platform
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -311,12 +312,21 @@ def _int_param(params: Params, name: str) -> int:
         raise BadData(f"{name} must be a number") from None
 
 
+def build_version(own: str) -> str:
+    """The Prometheus-compatible version with the service's own as semver build metadata
+    (`3.0.0+metrics-service.0.2.0`): clients compare the first part, people read the rest."""
+    metadata = re.sub(r"[^0-9A-Za-z.-]", "-", own).strip(".") or "unknown"
+    return f"{PROMETHEUS_COMPATIBLE_VERSION}+metrics-service.{metadata}"
+
+
 @router.get("/status/buildinfo", summary="Build information")
 async def buildinfo(request: Request) -> Response:
+    """`version`: the Prometheus version this server answers like, with the service's own
+    version (app/version.py, through the app) as build metadata; `revision`: that version."""
     return success(
         {
-            "version": PROMETHEUS_COMPATIBLE_VERSION,
-            "revision": request.app.version,  # the service's own version (app.main)
+            "version": build_version(request.app.version),
+            "revision": request.app.version,
             "branch": "metrics-service",
             "buildUser": "",
             "buildDate": "",
