@@ -19,6 +19,7 @@ from app.promql.selectors import LOOKBACK_MS
 from app.promql.values import InstantVector
 
 MAX_POINTS_PER_SERIES = 11_000
+INLINE_SAMPLES = 20_000  # below this many loaded samples, evaluate on the event loop
 KEEP_ORDER = frozenset({"sort", "sort_desc"})
 KEEP_ORDER_AGGREGATIONS = frozenset({"topk", "bottomk"})
 
@@ -76,7 +77,11 @@ async def _evaluate(
     )
     data = await loader.load(store, ranges, options.max_samples)
     limits = Limits(options.lookback_ms, options.max_samples, deadline, options.timeout_seconds)
-    return await asyncio.to_thread(Evaluator(data, limits, precomputed).eval, node, times)
+    evaluator = Evaluator(data, limits, precomputed)
+    loaded = sum(series.ts.size for series in data.values())
+    if loaded + sum(v.values.size for v in precomputed) < INLINE_SAMPLES:
+        return evaluator.eval(node, times)  # small: a thread hop would cost more than this
+    return await asyncio.to_thread(evaluator.eval, node, times)
 
 
 async def instant_query(
