@@ -11,15 +11,34 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.types import Receive, Scope, Send
 
 from app import observability
 from app.api import hot_ingest
-from app.api.routes import anomaly, dashboard, docs, health, ingest, jobs, prometheus, query
+from app.api.routes import (
+    anomaly,
+    dashboard,
+    docs,
+    health,
+    imports,
+    influx,
+    ingest,
+    jobs,
+    prometheus,
+    query,
+    remote_write,
+)
 from app.config import Settings, get_settings
-from app.errors import install_error_handlers
+from app.errors import (
+    BadRequest,
+    Unauthorized,
+    Unavailable,
+    install_error_handlers,
+    responses_for,
+)
 from app.logging_setup import configure_logging
 from app.migrate import upgrade
 from app.scheduler import Scheduler
@@ -83,6 +102,7 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
         try:
             yield
         finally:
+            app.state.shutting_down = True  # outside protocols answer 503 + Retry-After now
             app.serve_hot_ingest(None)
             await scheduler.stop()
             await committer.stop()
@@ -98,7 +118,8 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (ingest, query, anomaly, jobs, health, dashboard, docs):
+    routers = (ingest, query, anomaly, jobs, health, dashboard, docs, remote_write, influx, imports)
+    for module in routers:
         app.include_router(module.router)
     # The Prometheus query API, also under /prometheus as VictoriaMetrics serves it.
     app.include_router(prometheus.router)
@@ -148,11 +169,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+# Statuses any operation may answer, described from the error table (app.errors.RULES).
 ERROR_STATUSES = {
-    "400": "Body is not valid JSON",
-    "401": "API key missing or wrong (when keys are configured)",
-    "422": "A rule broken; `detail` names the field or item",
-    "503": "Database unavailable",
+    str(status): entry["description"]
+    for status, entry in responses_for(
+        BadRequest, Unauthorized, RequestValidationError, Unavailable
+    ).items()
 }
 
 

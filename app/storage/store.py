@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
 from app.matchers import Matcher
-from app.model import SampleBatch, SeriesKey
+from app.model import MetricMetadata, SampleBatch, SeriesKey
 from app.services.retention import RetentionPlan
 from app.services.rollup import RESOLUTIONS, Resolution
-from app.storage import dialect, locks, maintenance, reads, schema, series_index
+from app.storage import dialect, locks, maintenance, metadata, reads, schema, series_index
 from app.storage.engine import Engines, asyncpg_dsn, make_engines, postgres_connect_args
 from app.storage.pg_small_writes import SmallWrites
 from app.storage.reads import RollupData, SeriesData, SeriesRef
@@ -160,6 +160,7 @@ class Store:
         self.engines = engines
         self.backend = engines.backend
         self._series_ids: dict[tuple[str, str], int] = {}
+        self._metadata_written: dict[tuple[str, str], int] = {}  # (metric, fingerprint) -> ms
         self._partition_days: set[int] = set()
         self._write_lock = asyncio.Lock()
         self._small_writes = (
@@ -384,6 +385,37 @@ class Store:
         async with self.engines.reader.connect() as conn:
             # Sorted here, by code point, so the order never depends on a database collation.
             return sorted((await conn.execute(query)).scalars())
+
+    # -- metric metadata ---------------------------------------------------------------------
+
+    async def record_metadata(self, entries: Sequence[MetricMetadata]) -> int:
+        """Store what agents say about metric families; returns the rows written (entries
+        already stored within the last hour are not written again)."""
+        now = now_ms()
+        rows = [
+            row
+            for row in metadata.rows_of(entries, now)
+            if now
+            - self._metadata_written.get(
+                (str(row["metric_name"]), str(row["fingerprint"])), -(2**62)
+            )
+            >= metadata.TOUCH_AFTER_MS
+        ]
+        if not rows:
+            return 0
+        async with self._write_lock, self.engines.writer.begin() as conn:
+            await metadata.upsert(conn, rows)
+        for row in rows:
+            self._metadata_written[(str(row["metric_name"]), str(row["fingerprint"]))] = now
+        return len(rows)
+
+    async def metric_metadata(
+        self, metric: str | None = None, limit: int | None = None
+    ) -> dict[str, list[dict[str, str]]]:
+        """Metadata as the data of Prometheus' /api/v1/metadata answer: `{metric: [{"type",
+        "help", "unit"}, ...]}` (metrics by name, at most `limit`; newest entry first)."""
+        async with self.engines.reader.connect() as conn:
+            return await metadata.read(conn, metric, limit)
 
     # -- reads -------------------------------------------------------------------------------
 
