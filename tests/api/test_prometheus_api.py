@@ -4,13 +4,18 @@ the 11,000-point limit, match[], start/end, limit, U__ escaping."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import test_settings
 from fastapi.testclient import TestClient
 from prometheus_seed import AT, T0, seed
+
+from app.model import MetricMetadata
+from app.storage.store import Store
 
 PREFIXES = ["/api/v1", "/prometheus/api/v1"]
 
@@ -250,7 +255,6 @@ def test_buildinfo_rules_alerts_exemplars_metadata(api: TestClient) -> None:
     params = {"query": "temperature", "start": T0 * 1000, "end": AT * 1000}
     assert ok(api.get("/api/v1/query_exemplars", params=params))["data"] == []
     assert ok(api.post("/api/v1/query_exemplars", data=params))["data"] == []
-    assert isinstance(ok(api.get("/api/v1/metadata"))["data"], dict)
 
 
 def test_format_query(api: TestClient) -> None:
@@ -268,3 +272,31 @@ def test_read_keys_guard_the_api(make_client: Callable[..., TestClient]) -> None
         "/api/v1/query", params={"query": "1"}, headers={"Authorization": "Bearer secret"}
     )
     assert answer.status_code == 200
+
+
+def test_metadata(client: TestClient, database_url: str) -> None:
+    async def record() -> None:
+        store = Store.open(test_settings(database_url))
+        try:
+            await store.record_metadata(
+                [
+                    MetricMetadata("http_requests_total", "counter", "Requests.", ""),
+                    MetricMetadata("temperature", "gauge", "Room temperature.", "celsius"),
+                ]
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(record())
+    data = ok(client.get("/api/v1/metadata"))["data"]
+    assert data == {
+        "http_requests_total": [{"type": "counter", "help": "Requests.", "unit": ""}],
+        "temperature": [{"type": "gauge", "help": "Room temperature.", "unit": "celsius"}],
+    }
+    assert list(ok(client.get("/api/v1/metadata", params={"metric": "temperature"}))["data"]) == [
+        "temperature"
+    ]
+    assert len(ok(client.get("/api/v1/metadata", params={"limit": 1}))["data"]) == 1
+    assert "limit must be a number" in error(
+        client.get("/api/v1/metadata", params={"limit": "x"}), 400, "bad_data"
+    )

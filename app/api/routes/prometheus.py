@@ -291,10 +291,7 @@ async def metadata(request: Request, store: StoreDep, settings: SettingsDep) -> 
     params = await Params.read(request, settings.max_body_bytes)
     limit = _int_param(params, "limit")
     per_metric = _int_param(params, "limit_per_metric")
-    read = getattr(store, "metric_metadata", None)  # the protocols stream's stored metadata
-    data: dict[str, list[dict[str, str]]] = {}
-    if read is not None:
-        data = await read(params.get("metric") or None, limit if limit > 0 else None)
+    data = await store.metric_metadata(params.get("metric") or None, limit if limit > 0 else None)
     if per_metric > 0:
         data = {metric: entries[:per_metric] for metric, entries in data.items()}
     if limit > 0:
