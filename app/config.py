@@ -93,6 +93,17 @@ class Settings(BaseSettings):
         description="Raw, rollup and anomaly queries running longer are cancelled with a 503.",
     )
 
+    promql_max_samples: int = Field(
+        50_000_000,
+        gt=0,
+        description="Most samples one PromQL query may load or hold per step array; more is a 422.",
+    )
+
+    promql_rollups: bool = Field(
+        True,
+        description="Serve PromQL *_over_time windows from rollups where that is exact.",
+    )
+
     retention_raw: Duration = Field(timedelta(days=7), description="How long raw samples are kept.")
     retention_1m: Duration = Field(timedelta(days=30), description="How long 1m rollups are kept.")
     retention_5m: Duration = Field(timedelta(days=90), description="How long 5m rollups are kept.")

@@ -27,6 +27,7 @@ from app.api.routes import (
     influx,
     ingest,
     jobs,
+    prometheus,
     query,
     remote_write,
 )
@@ -129,6 +130,9 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
     routers = (ingest, query, anomaly, jobs, health, dashboard, docs, remote_write, influx, imports)
     for module in routers:
         app.include_router(module.router)
+    # The Prometheus query API, also under /prometheus as VictoriaMetrics serves it.
+    app.include_router(prometheus.router)
+    app.include_router(prometheus.router, prefix="/prometheus", include_in_schema=False)
     observability.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -183,6 +187,12 @@ ERROR_STATUSES = {
 }
 
 
+def _answers_own_model(entry: dict[str, Any]) -> bool:
+    """A route that documents its own error model (the Prometheus API's envelope) keeps it."""
+    ref = entry.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+    return bool(ref) and not ref.endswith(("/ErrorResponse", "/HTTPValidationError"))
+
+
 def _document_errors(schema: dict[str, Any]) -> None:
     """Every error answer is `{"detail": "<message>"}`: say so instead of FastAPI's default."""
     ref = {"$ref": "#/components/schemas/ErrorResponse"}
@@ -191,7 +201,8 @@ def _document_errors(schema: dict[str, Any]) -> None:
             responses = op.setdefault("responses", {})
             for status, text in ERROR_STATUSES.items():
                 entry = responses.setdefault(status, {"description": text})
-                entry["content"] = {"application/json": {"schema": ref}}
+                if not _answers_own_model(entry):
+                    entry["content"] = {"application/json": {"schema": ref}}
     for unused in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(unused, None)
 

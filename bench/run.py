@@ -34,7 +34,7 @@ import numpy as np
 import orjson
 from sqlalchemy.engine import make_url
 
-from bench import calibration, ceiling, workers, workload
+from bench import calibration, ceiling, promql, workers, workload
 from bench.server import Server, run_wrk
 from bench.workload import METRIC, Workload
 
@@ -84,6 +84,8 @@ def measure_backend(
         result["rollup_job_s"] = rollup_job_seconds(url, client)
         result["disk_bytes_per_sample"] = disk_bytes(name, url) / work.samples
         result["queries_ms"] = query_timings(client, work)
+        promql.load_counters(client, work)
+        result["promql_ms"] = promql.measure(server.base_url, work, args.promql_repeats)
         result.update(columnar_against_ceiling(name, url, work, args, client, tmp))
         runs = [
             run_wrk(server.base_url, args.clients, args.wrk_seconds) for _ in range(args.wrk_runs)
@@ -271,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only-workers", action="store_true", help="run only the several-processes measurement"
     )
     parser.add_argument(
+        "--promql-repeats", type=int, default=10, help="runs of each PromQL query (bench/promql.py)"
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres"),
     )
@@ -299,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
             result["http_ceiling_req_s"] = http_ceiling
             result["single_ingest_ratio"] = result["single_ingest_req_s"] / http_ceiling
             results.append(result)
+    victoria: dict[str, Any] = {}
+    if results:
+        print("the same PromQL queries against VictoriaMetrics ...", flush=True)
+        with promql.VictoriaMetrics() as vm:
+            vm.load(work)
+            victoria = promql.measure(vm.base_url, work, args.promql_repeats, vm=True)
     counts = [int(n) for n in args.workers.split(",") if n.strip()]
     several: list[dict[str, Any]] = []
     if counts:
@@ -307,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     after = calibration.measure()
     if results:
         print(table(results))
+        print("\n".join(promql.table_rows(results, victoria)))
     if several:
         print(workers.table(several))
     print(
@@ -324,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "calibration": machine,
         "calibration_after": after,
         "http_ceiling_runs": http_runs,
+        "victoria_metrics_promql_ms": victoria,
     }
     path.write_text(json.dumps({"meta": meta, "results": results, "workers": several}, indent=2))
     print(f"results written to {path.relative_to(ROOT)}")

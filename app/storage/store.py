@@ -31,7 +31,16 @@ from app.matchers import Matcher
 from app.model import MetricMetadata, SampleBatch, SeriesKey
 from app.services.retention import RetentionPlan
 from app.services.rollup import RESOLUTIONS, Resolution
-from app.storage import dialect, faults, locks, maintenance, metadata, reads, schema
+from app.storage import (
+    dialect,
+    faults,
+    locks,
+    maintenance,
+    metadata,
+    reads,
+    schema,
+    series_index,
+)
 from app.storage.engine import (
     Engines,
     asyncpg_dsn,
@@ -41,6 +50,7 @@ from app.storage.engine import (
 )
 from app.storage.pg_small_writes import SmallWrites
 from app.storage.reads import RollupData, SeriesData, SeriesRef
+from app.storage.series_index import IndexedSeries, RollupWindows, TimeBounds
 from app.timeutil import format_ms, now_ms
 
 PARTITIONS_PER_TRANSACTION = 50
@@ -563,6 +573,79 @@ class Store:
                 return await reads.select_rollup(conn, refs, res, start_ms, end_ms)
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
+
+    # -- series index and samples for the Prometheus query API (app.storage.series_index) ---
+
+    async def find_series_by_matchers(
+        self, matchers: Sequence[Matcher], bounds: TimeBounds | None = None
+    ) -> list[IndexedSeries]:
+        """Series of any metric matching every matcher (the metric name as `__name__`), in id
+        order; with `bounds`, only those with a sample in that range."""
+        try:
+            async with self._deadline(), self.engines.reader.connect() as conn:
+                return await series_index.find_series(conn, matchers, bounds)
+        except TimeoutError:
+            raise QueryTimeout(self.settings.query_timeout) from None
+
+    async def read_samples(
+        self, ids: Sequence[int], start_ms: int, end_ms: int, limit: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(series_id, ts, value) of these series in [start, end], by series and time, stale
+        markers and NaN included; at most `limit` rows."""
+        try:
+            async with self._deadline(), self.engines.reader.connect() as conn:
+                return await dialect.fetch_points(conn, ids, start_ms, end_ms, limit)
+        except TimeoutError:
+            raise QueryTimeout(self.settings.query_timeout) from None
+
+    async def rollup_windows(
+        self,
+        metric: str,
+        matchers: Sequence[Matcher],
+        res: Resolution,
+        start_ms: int,
+        end_ms: int,
+        edges: Sequence[int],
+    ) -> RollupWindows:
+        """What serving PromQL windows from rollups needs, read in one snapshot: the series of
+        `metric` matching `matchers` (labels without the name), their buckets starting in
+        [start, end], whether a NaN (not a stale marker) lies in [start, end + width), and
+        their samples at the `edges` timestamps."""
+        try:
+            async with self._deadline(), self.engines.reader.connect() as conn:
+                if self.backend == "postgresql":
+                    conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                refs = await reads.find_series(conn, metric, matchers)
+                if not refs:
+                    return RollupWindows([], [], False, *series_index.no_samples())
+                rollups, _ = await reads.select_rollup(conn, refs, res, start_ms, end_ms)
+                ids = [ref.id for ref in refs]
+                nan = await series_index.has_nan(conn, ids, start_ms, end_ms + res.ms - 1)
+                sids, ts, values = await series_index.samples_at(conn, ids, edges)
+                return RollupWindows(refs, rollups, nan, sids, ts, values)
+        except TimeoutError:
+            raise QueryTimeout(self.settings.query_timeout) from None
+
+    async def label_names(self, bounds: TimeBounds | None = None) -> list[str]:
+        """All label names (with `__name__`); with `bounds`, of series with samples there."""
+        async with self.engines.reader.connect() as conn:
+            if bounds is None:
+                return await series_index.label_names(conn)
+            names = {series_index.NAME}
+            found = await series_index.find_series(conn, [], bounds)
+            for series in found:
+                names.update(series.labels)
+            return sorted(names) if found else []
+
+    async def label_values(self, name: str, bounds: TimeBounds | None = None) -> list[str]:
+        """All values of one label (`__name__`: metric names), optionally within bounds."""
+        async with self.engines.reader.connect() as conn:
+            if bounds is None:
+                return await series_index.label_values(conn, name)
+            if name == series_index.NAME:
+                return await series_index.metric_names(conn, bounds)
+            found = await series_index.find_series(conn, [], bounds)
+            return sorted({s.labels[name] for s in found if name in s.labels})
 
     # -- jobs --------------------------------------------------------------------------------
 
