@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import re2  # type: ignore[import-untyped]
+import re2
 
 from app.promql import ast, dates
 from app.promql.errors import ExecutionError
