@@ -11,8 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.matchers import MatcherError
 from app.storage.store import (
-    BeforeHorizon,
     CardinalityExceeded,
+    HistoryConflict,
     QueryTimeout,
     UnknownMetric,
     is_connection_error,
@@ -61,8 +61,8 @@ def install_error_handlers(app: FastAPI) -> None:
     for bad_input in (InvalidInput, MatcherError, TimeParseError):
         app.add_exception_handler(bad_input, _unprocessable)
 
-    @app.exception_handler(BeforeHorizon)
-    async def _horizon(_: Request, exc: BeforeHorizon) -> JSONResponse:
+    @app.exception_handler(HistoryConflict)
+    async def _history(_: Request, exc: HistoryConflict) -> JSONResponse:
         return _json(422, f"sample {exc.position}: {exc}")
 
     @app.exception_handler(CardinalityExceeded)

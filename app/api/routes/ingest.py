@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from app import observability
 from app.api.body import read_json
 from app.api.deps import CommitterDep, SettingsDep, StoreDep, WriteKey
+from app.api.responses import INGEST_ANSWERS, write_counts
 from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
     MAX_LINE_BYTES,
@@ -46,17 +47,15 @@ def _body_doc(model: str) -> dict[str, object]:
     summary="Ingest one sample",
 )
 async def ingest(request: Request, settings: SettingsDep, committer: CommitterDep) -> Response:
-    """Answers 201 once the sample is committed. The same series and timestamp written twice
-    keeps the last value."""
+    """Answers 201 once the sample is committed, saying whether it was stored raw, merged into
+    the rollups only (older than the raw data retention) or is beyond every retention (not
+    stored). The same series and timestamp written twice keeps the last value."""
     body = await read_json(request, settings.max_body_bytes)
     sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew))
-    await committer.submit(sample)
+    kind = await committer.submit(sample)
     observability.count_ingested(request, 1)
     # A ready answer: the hottest route skips serializing a dict through IngestResponse.
-    return Response(INGESTED, status_code=201, media_type="application/json")
-
-
-INGESTED = b'{"status":"ok"}'
+    return Response(INGEST_ANSWERS[kind], status_code=201, media_type="application/json")
 
 
 NDJSON_EXAMPLE = (
@@ -145,4 +144,9 @@ async def backfill(
     )
     result = await store.append(batch, all_or_nothing=True)
     observability.count_ingested(request, result.written)
-    return {"status": "ok", "imported": result.written, "series": len(batch.keys)}
+    return {
+        "status": "ok",
+        "imported": result.written,
+        "series": len(batch.keys),
+        **write_counts(result),
+    }
