@@ -39,6 +39,7 @@ from app.services.retention import (
 from app.services.rollup import RESOLUTIONS, Resolution
 from app.storage import dialect, history, locks, maintenance, reads, schema, series
 from app.storage.engine import Engines, asyncpg_dsn, make_engines, postgres_connect_args
+from app.storage.partitions import Partitions
 from app.storage.pg_small_writes import SmallWrites
 from app.storage.reads import RollupData, SeriesData, SeriesRef
 from app.storage.writes import (
@@ -68,8 +69,6 @@ __all__ = [
     "UnknownMetric",
     "is_connection_error",
 ]
-
-PARTITIONS_PER_TRANSACTION = 50
 
 
 class UnknownMetric(LookupError):
@@ -120,8 +119,10 @@ class Store:
         self._defaults = retention_defaults(settings)
         self._grace_ms = to_ms(settings.rollup_grace)
         self._series_ids: dict[tuple[str, str], int] = {}
-        self._partition_days: set[int] = set()
-        self._raw_floors: dict[str, int] = {}  # per metric, the raw floor its last write saw
+        self._partitions = Partitions(
+            self.backend == "postgresql",
+            lambda: metric_floors(self.clock(), self._defaults, None, None, self._grace_ms).raw,
+        )
         self._write_lock = asyncio.Lock()
         self._small_writes = (
             SmallWrites(
@@ -166,14 +167,14 @@ class Store:
                 except NeedsExclusive:
                     alone = True
                 except NeedsPartitions as missing:
-                    await self._create_partitions(missing.days)
+                    await self._partitions.create(self.engines.writer, missing.days)
         raise RuntimeError("the write kept finding day partitions missing; retry it")
 
     async def _append_once(
         self, batch: SampleBatch, all_or_nothing: bool, alone: bool
     ) -> AppendResult:
         ids, missing = self._cached_ids(batch.keys)
-        await self._ensure_partitions(batch)
+        await self._partitions.ensure(self.engines.writer, batch)
         if not missing and not alone:
             if self.backend == "sqlite":
                 return await self._append_known_sqlite(batch, ids)
@@ -211,7 +212,7 @@ class Store:
             placement = await history.place(conn, rows, plan, batch.keys)
             to_raw |= placement.to_raw
         raw = rows.take(to_raw)
-        self._check_partitions(raw.ts)
+        self._partitions.check(raw.ts)
         await dialect.write_samples(conn, raw.sids, raw.ts, raw.values, raw.marks())
         if placement is None:
             return
@@ -254,7 +255,7 @@ class Store:
                 raise NeedsExclusive  # placed on the general path
             rows = Rows.of(batch, ids, plan.kinds)
             raw = rows.take(rows.kinds == RAW)
-            self._check_partitions(raw.ts)
+            self._partitions.check(raw.ts)
             done.append((plan, rows.result(plan.kinds, {})))
             return SmallWrites.arguments(raw.sids, raw.ts, raw.values, raw.marks())
 
@@ -268,7 +269,7 @@ class Store:
 
     def _learn(self, plan: WritePlan) -> None:
         """Remember the raw floors seen, to guess which day partitions a write needs."""
-        self._raw_floors.update({metric: floors.raw for metric, floors in plan.floors.items()})
+        self._partitions.learn(plan)
 
     def _cached_ids(self, keys: Sequence[SeriesKey]) -> tuple[np.ndarray, list[int]]:
         """Series ids of `keys` from the cache (-1 where absent), and the indices of the absent."""
@@ -282,51 +283,8 @@ class Store:
                 ids[i] = sid
         return ids, missing
 
-    async def _ensure_partitions(self, batch: SampleBatch) -> None:
-        """Create the day partitions (PostgreSQL) the batch's raw samples probably need, judged by
-        the raw floors of the last writes: not those of history or of samples beyond retention.
-        A write that finds one missing after all asks for it (NeedsPartitions)."""
-        if self.backend != "postgresql" or batch.ts.size == 0:
-            return
-        floors = np.array([self._raw_floor_guess(k.metric) for k in batch.keys], dtype=np.int64)
-        ts = batch.ts
-        if int(ts.min()) < int(floors.min()):
-            ts = ts[ts >= floors[batch.series_index]]
-        days = self._missing_days(ts)
-        if days:
-            await self._create_partitions(days)
-
-    def _raw_floor_guess(self, metric: str) -> int:
-        known = self._raw_floors.get(metric)
-        if known is not None:
-            return known
-        return metric_floors(self.clock(), self._defaults, None, None, self._grace_ms).raw
-
-    def _missing_days(self, ts: np.ndarray) -> list[int]:
-        if self.backend != "postgresql" or ts.size == 0:
-            return []
-        first, last = int(ts.min()) // dialect.DAY_MS, int(ts.max()) // dialect.DAY_MS
-        if last - first < 32 and self._partition_days.issuperset(range(first, last + 1)):
-            return []  # the usual case, without sorting the batch's days
-        return sorted(set(np.unique(ts // dialect.DAY_MS).tolist()) - self._partition_days)
-
-    def _check_partitions(self, ts: np.ndarray) -> None:
-        """Inside a write: raise NeedsPartitions if raw rows fall on unknown day partitions."""
-        days = self._missing_days(ts)
-        if days:
-            raise NeedsPartitions(days)
-
-    async def _create_partitions(self, days: list[int]) -> None:
-        """Create day partitions in short transactions of their own, so a long backfill neither
-        holds their locks nor piles up hundreds in one transaction."""
-        for start in range(0, len(days), PARTITIONS_PER_TRANSACTION):
-            chunk = days[start : start + PARTITIONS_PER_TRANSACTION]
-            async with self.engines.writer.begin() as conn:
-                await dialect.ensure_partitions(conn, chunk)
-            self._partition_days.update(chunk)
-
     def forget_partitions(self) -> None:
-        self._partition_days.clear()
+        self._partitions.forget()
 
     # -- catalogue ---------------------------------------------------------------------------
 
