@@ -11,21 +11,40 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.types import Receive, Scope, Send
 
 from app import observability
 from app.api import hot_ingest
-from app.api.routes import anomaly, dashboard, health, ingest, jobs, query
+from app.api.routes import (
+    anomaly,
+    dashboard,
+    docs,
+    health,
+    imports,
+    influx,
+    ingest,
+    jobs,
+    query,
+    remote_write,
+)
 from app.config import Settings, get_settings
-from app.errors import install_error_handlers
+from app.errors import (
+    BadRequest,
+    Unauthorized,
+    Unavailable,
+    install_error_handlers,
+    responses_for,
+)
 from app.logging_setup import configure_logging
 from app.migrate import upgrade
 from app.scheduler import Scheduler
 from app.schemas import DOCUMENTED_MODELS
 from app.storage.group_commit import GroupCommitter
 from app.storage.store import Store
+from app.version import __version__
 
 log = logging.getLogger("app")
 DESCRIPTION = (
@@ -82,17 +101,24 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
         try:
             yield
         finally:
+            app.state.shutting_down = True  # outside protocols answer 503 + Retry-After now
             app.serve_hot_ingest(None)
             await scheduler.stop()
             await committer.stop()
             await store.close()
 
     app = MetricsApp(
-        title="Metrics service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+        title="Metrics service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from app.api.routes.docs, with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (ingest, query, anomaly, jobs, health, dashboard):
+    routers = (ingest, query, anomaly, jobs, health, dashboard, docs, remote_write, influx, imports)
+    for module in routers:
         app.include_router(module.router)
     observability.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -139,11 +165,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+# Statuses any operation may answer, described from the error table (app.errors.RULES).
 ERROR_STATUSES = {
-    "400": "Body is not valid JSON",
-    "401": "API key missing or wrong (when keys are configured)",
-    "422": "A rule broken; `detail` names the field or item",
-    "503": "Database unavailable",
+    str(status): entry["description"]
+    for status, entry in responses_for(
+        BadRequest, Unauthorized, RequestValidationError, Unavailable
+    ).items()
 }
 
 

@@ -6,7 +6,7 @@ describe the same shapes. Responses are built as plain data and serialized with 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -75,7 +75,13 @@ class NamesResponse(BaseModel):
 
 class RawPoint(BaseModel):
     timestamp: str
-    value: float
+    value: float | None = Field(description="null when `special` is set.")
+    special: Literal["stale", "NaN", "+Inf", "-Inf"] | None = Field(
+        None,
+        description="Only on points JSON cannot carry as a number: a Prometheus stale marker"
+        " (the series ended), NaN, or an infinity, stored bit for bit as the outside protocols"
+        " sent them.",
+    )
 
 
 class RawSeries(BaseModel):

@@ -59,6 +59,7 @@ DATA_TABLES = (
     "retention_overrides",
     "raw_horizon",
     "job_runs",
+    "metric_metadata",
 )
 
 

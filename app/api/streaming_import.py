@@ -28,7 +28,7 @@ from starlette.requests import ClientDisconnect
 
 from app import observability
 from app.api.responses import write_counts
-from app.errors import BadRequest
+from app.errors import BadRequest, LineTooLong, rule_of, status_of
 from app.matchers import LABEL_NAME_RE
 from app.schemas import WRITE_COUNTS
 from app.storage.store import AppendResult, CardinalityExceeded, HistoryConflict, Store
@@ -66,18 +66,11 @@ def streaming_format(content_type: str | None) -> Format | None:
     return None
 
 
-class LineTooLong(Exception):
-    """A line longer than MAX_LINE_BYTES."""
-
-    def __init__(self, line: int, limit: int) -> None:
-        super().__init__(f"line {line}: longer than {limit} bytes")
-
-
 @dataclass
 class StreamFailure(Exception):
-    """A line or a chunk that stops the import, with the HTTP status to answer."""
+    """A chunk the store refused, which stops the import: the refusal and what to say."""
 
-    status: int
+    cause: Exception
     detail: str
 
 
@@ -222,9 +215,9 @@ class ChunkedImport:
         try:
             result = await self.store.append(builder.build(), all_or_nothing=True)
         except HistoryConflict as exc:
-            raise StreamFailure(422, f"line {numbers[exc.position]}: {exc}") from None
+            raise StreamFailure(exc, f"line {numbers[exc.position]}: {exc}") from None
         except CardinalityExceeded as exc:
-            raise StreamFailure(429, f"lines {numbers[0]}-{numbers[-1]}: {exc}") from None
+            raise StreamFailure(exc, f"lines {numbers[0]}-{numbers[-1]}: {exc}") from None
         observability.count_ingested(self.request, result.written)
         self.imported += result.written
         self.done.raw += result.raw
@@ -279,9 +272,13 @@ async def _drain(chunks: AsyncIterator[bytes], limit: int = DRAIN_LIMIT) -> None
         return
 
 
-def _failure(status: int, detail: str, job: ChunkedImport) -> JSONResponse:
+def _failure(cause: Exception, detail: str, job: ChunkedImport) -> JSONResponse:
+    """The answer to an import stopped by `cause`: its status and reason from the error table,
+    with what was committed before it."""
+    rule = rule_of(cause)
+    job.request.state.rejection_reason = rule.reason if rule else "other"
     body = {"detail": detail, **job.report(), "chunks": job.chunks}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status_of(cause))
 
 
 async def stream_import(
@@ -299,8 +296,8 @@ async def stream_import(
         except (InvalidInput, LineTooLong, StreamFailure) as exc:
             await _drain(source)
             if isinstance(exc, StreamFailure):
-                return _failure(exc.status, exc.detail, job)
-            return _failure(413 if isinstance(exc, LineTooLong) else 422, str(exc), job)
+                return _failure(exc.cause, exc.detail, job)
+            return _failure(exc, str(exc), job)
     answer = StreamingImportResponse(
         imported=job.imported, lines=job.lines, chunks=job.chunks, **write_counts(job.done)
     )

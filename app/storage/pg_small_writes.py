@@ -35,20 +35,24 @@ BEGIN_LOCKED = f"BEGIN; {SHARED_RETENTION_LOCK}"
 
 # Samples and the marks of all three resolutions in one statement. A mark that exists is touched
 # (row-locked) so a job claiming it concurrently waits for this commit (app.storage.dialect).
+# PostgreSQL runs the main statement first, then the data-modifying WITH parts from the last one
+# listed to the first: so samples, 1m, 5m, 1h, the order in which the pool's path
+# (dialect.write_samples) takes its row locks. Two processes writing the same rows, one on each
+# path, would otherwise deadlock (tests/storage/test_pg_small_writes.py).
 WRITE = """
-WITH samples_written AS (
-  INSERT INTO samples (series_id, ts, value)
-  SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[])
-  ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
-), marked_1m AS (
-  INSERT INTO rollup_dirty_1m (series_id, bucket) SELECT * FROM unnest($4::integer[], $5::bigint[])
+WITH marked_1h AS (
+  INSERT INTO rollup_dirty_1h (series_id, bucket) SELECT * FROM unnest($8::integer[], $9::bigint[])
   ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
 ), marked_5m AS (
   INSERT INTO rollup_dirty_5m (series_id, bucket) SELECT * FROM unnest($6::integer[], $7::bigint[])
   ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
+), marked_1m AS (
+  INSERT INTO rollup_dirty_1m (series_id, bucket) SELECT * FROM unnest($4::integer[], $5::bigint[])
+  ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
 )
-INSERT INTO rollup_dirty_1h (series_id, bucket) SELECT * FROM unnest($8::integer[], $9::bigint[])
-ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
+INSERT INTO samples (series_id, ts, value)
+SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[])
+ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
 """
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
 from app.matchers import Matcher
-from app.model import SampleBatch, SeriesKey
+from app.model import MetricMetadata, SampleBatch, SeriesKey
 from app.services.retention import (
     HISTORY,
     RAW,
@@ -37,7 +37,7 @@ from app.services.retention import (
     retention_defaults,
 )
 from app.services.rollup import RESOLUTIONS, Resolution
-from app.storage import dialect, history, locks, maintenance, reads, schema, series
+from app.storage import dialect, history, locks, maintenance, metadata, reads, schema, series
 from app.storage.engine import Engines, asyncpg_dsn, make_engines, postgres_connect_args
 from app.storage.partitions import Partitions
 from app.storage.pg_small_writes import SmallWrites
@@ -119,6 +119,7 @@ class Store:
         self._defaults = retention_defaults(settings)
         self._grace_ms = to_ms(settings.rollup_grace)
         self._series_ids: dict[tuple[str, str], int] = {}
+        self._metadata_written: dict[tuple[str, str], int] = {}  # (metric, fingerprint) -> ms
         self._partitions = Partitions(
             self.backend == "postgresql",
             lambda: metric_floors(self.clock(), self._defaults, None, None, self._grace_ms).raw,
@@ -296,6 +297,37 @@ class Store:
         async with self.engines.reader.connect() as conn:
             # Sorted here, by code point, so the order never depends on a database collation.
             return sorted((await conn.execute(query)).scalars())
+
+    # -- metric metadata ---------------------------------------------------------------------
+
+    async def record_metadata(self, entries: Sequence[MetricMetadata]) -> int:
+        """Store what agents say about metric families; returns the rows written (entries
+        already stored within the last hour are not written again)."""
+        now = now_ms()
+        rows = [
+            row
+            for row in metadata.rows_of(entries, now)
+            if now
+            - self._metadata_written.get(
+                (str(row["metric_name"]), str(row["fingerprint"])), -(2**62)
+            )
+            >= metadata.TOUCH_AFTER_MS
+        ]
+        if not rows:
+            return 0
+        async with self._write_lock, self.engines.writer.begin() as conn:
+            await metadata.upsert(conn, rows)
+        for row in rows:
+            self._metadata_written[(str(row["metric_name"]), str(row["fingerprint"]))] = now
+        return len(rows)
+
+    async def metric_metadata(
+        self, metric: str | None = None, limit: int | None = None
+    ) -> dict[str, list[dict[str, str]]]:
+        """Metadata as the data of Prometheus' /api/v1/metadata answer: `{metric: [{"type",
+        "help", "unit"}, ...]}` (metrics by name, at most `limit`; newest entry first)."""
+        async with self.engines.reader.connect() as conn:
+            return await metadata.read(conn, metric, limit)
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -18,19 +18,29 @@ from app.api.streaming_import import (
     stream_import,
     streaming_format,
 )
-from app.schemas import BackfillResponse, ErrorResponse, IngestResponse
-from app.validation import InvalidInput, TimeBounds, parse_import, parse_single
+from app.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+    responses_for,
+)
+from app.schemas import BackfillResponse, IngestResponse
+from app.storage.store import CardinalityExceeded, HistoryConflict
+from app.validation import BatchTooLarge, InvalidInput, TimeBounds, parse_import, parse_single
 
 router = APIRouter(tags=["ingestion"], dependencies=[WriteKey])
 
-ERRORS = {
-    400: {"model": ErrorResponse, "description": "Body is not JSON"},
-    401: {"model": ErrorResponse, "description": "API key missing or wrong"},
-    413: {"model": ErrorResponse, "description": "Body or batch too large"},
-    422: {"model": ErrorResponse, "description": "A rule broken; names the field or item"},
-    429: {"model": ErrorResponse, "description": "Cardinality limit reached"},
-    503: {"model": ErrorResponse, "description": "Database unavailable"},
-}
+ERRORS = responses_for(
+    BadRequest,
+    Unauthorized,
+    PayloadTooLarge,
+    BatchTooLarge,
+    InvalidInput,
+    HistoryConflict,
+    CardinalityExceeded,
+    Unavailable,
+)
 
 
 def _body_doc(model: str) -> dict[str, object]:
@@ -42,7 +52,7 @@ def _body_doc(model: str) -> dict[str, object]:
     "/metrics/ingest",
     status_code=201,
     response_model=IngestResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     openapi_extra=_body_doc("IngestSample"),
     summary="Ingest one sample",
 )
@@ -112,7 +122,7 @@ ChunkSize = Annotated[
     "/backfill/import",
     status_code=201,
     response_model=BackfillResponse | StreamingImportResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     openapi_extra=_backfill_doc(),
     summary="Import many samples at once",
 )

@@ -8,21 +8,20 @@ from typing import Annotated, Literal
 import numpy as np
 import orjson
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import FiltersDep, MetricName, RangeDep, ReadKey, SettingsDep, StoreDep
 from app.api.responses import FastJSON
-from app.schemas import ErrorResponse, NamesResponse, RawQueryResponse, RollupQueryResponse
+from app.errors import Unavailable, responses_for
+from app.schemas import NamesResponse, RawQueryResponse, RollupQueryResponse
 from app.services.rollup import BY_NAME
 from app.storage.reads import RollupData, SeriesData
+from app.storage.store import QueryTimeout, UnknownMetric
 from app.timeutil import format_ms, format_ms_array
 
 router = APIRouter(tags=["queries"], dependencies=[ReadKey], default_response_class=FastJSON)
-ERRORS = {
-    404: {"model": ErrorResponse, "description": "Unknown metric"},
-    422: {"model": ErrorResponse, "description": "Bad parameter; names it"},
-    503: {"model": ErrorResponse, "description": "Database unavailable"},
-}
+ERRORS = responses_for(UnknownMetric, RequestValidationError, Unavailable, QueryTimeout)
 
 
 @router.get("/metrics/names", response_model=NamesResponse, summary="List metric names")
@@ -36,7 +35,7 @@ async def metric_names(
 @router.get(
     "/query/raw",
     response_model=RawQueryResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     summary="Raw samples in a range",
 )
 async def query_raw(
@@ -96,19 +95,32 @@ def _stream_raw(
     yield b'],"truncated":' + (b"true" if truncated else b"false") + b"}"
 
 
+STALE_MARKER_BITS = 0x7FF0000000000002
+
+
 def _raw_series(data: SeriesData) -> dict[str, object]:
     stamps = format_ms_array(data.ts)
     values = data.values.tolist()
-    return {
-        "labels": data.labels,
-        "points": [{"timestamp": t, "value": v} for t, v in zip(stamps, values, strict=True)],
-    }
+    points = [{"timestamp": t, "value": v} for t, v in zip(stamps, values, strict=True)]
+    special = np.flatnonzero(~np.isfinite(data.values))
+    if special.size:  # JSON has no NaN or infinity: `value` null and `special` says which
+        bits = data.values.view(np.uint64)
+        for i in special.tolist():
+            points[i] = {"timestamp": stamps[i], "value": None, "special": _special(data, bits, i)}
+    return {"labels": data.labels, "points": points}
+
+
+def _special(data: SeriesData, bits: np.ndarray, i: int) -> str:
+    value = float(data.values[i])
+    if value != value:
+        return "stale" if int(bits[i]) == STALE_MARKER_BITS else "NaN"
+    return "+Inf" if value > 0 else "-Inf"
 
 
 @router.get(
     "/query/rollup",
     response_model=RollupQueryResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     summary="Rollups (1m, 5m, 1h buckets) in a range",
 )
 async def query_rollup(
