@@ -51,22 +51,22 @@ WRITE_COUNTS = {
 }
 
 
-class WriteCounts(BaseModel):
-    """What a write did with its samples (docs/rollups-and-retention.md)."""
+class IngestResponse(BaseModel):
+    """What became of the sample (docs/rollups-and-retention.md): one of the counts is 1."""
 
+    status: str = "ok"
     raw: int = Field(description=WRITE_COUNTS["raw"])
     rollups_only: int = Field(description=WRITE_COUNTS["rollups_only"])
     beyond_retention: int = Field(description=WRITE_COUNTS["beyond_retention"])
 
 
-class IngestResponse(WriteCounts):
-    status: str = "ok"
-
-
-class BackfillResponse(WriteCounts):
+class BackfillResponse(BaseModel):
     status: str = "ok"
     imported: int = Field(description="Samples stored: raw + rollups_only.")
     series: int
+    raw: int = Field(description=WRITE_COUNTS["raw"])
+    rollups_only: int = Field(description=WRITE_COUNTS["rollups_only"])
+    beyond_retention: int = Field(description=WRITE_COUNTS["beyond_retention"])
 
 
 class NamesResponse(BaseModel):
