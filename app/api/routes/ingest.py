@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from app import observability
 from app.api.body import parse_import_body, read_decoded, read_json, sample_body_limit
 from app.api.deps import CommitterDep, SettingsDep, StoreDep, WriteKey
+from app.api.responses import INGEST_ANSWERS, write_counts
 from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
     MAX_LINE_BYTES,
@@ -26,7 +27,7 @@ from app.errors import (
 )
 from app.http_guard import BodyTimeout, Overloaded
 from app.schemas import BackfillResponse, IngestResponse
-from app.storage.store import BeforeHorizon, CardinalityExceeded, WriteTimeout
+from app.storage.store import CardinalityExceeded, HistoryConflict, WriteTimeout
 from app.validation import BatchTooLarge, InvalidInput, TimeBounds, parse_single
 
 router = APIRouter(tags=["ingestion"], dependencies=[WriteKey])
@@ -37,7 +38,7 @@ ERRORS = responses_for(
     PayloadTooLarge,
     BatchTooLarge,
     InvalidInput,
-    BeforeHorizon,
+    HistoryConflict,
     CardinalityExceeded,
     BodyTimeout,
     Unavailable,
@@ -60,17 +61,15 @@ def _body_doc(model: str) -> dict[str, object]:
     summary="Ingest one sample",
 )
 async def ingest(request: Request, settings: SettingsDep, committer: CommitterDep) -> Response:
-    """Answers 201 once the sample is committed. The same series and timestamp written twice
-    keeps the last value."""
+    """Answers 201 once the sample is committed, saying whether it was stored raw, merged into
+    the rollups only (older than the raw data retention) or is beyond every retention (not
+    stored). The same series and timestamp written twice keeps the last value."""
     body = await read_json(request, *sample_body_limit(settings.max_body_bytes))
     sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew))
-    await committer.submit(sample)
+    kind = await committer.submit(sample)
     observability.count_ingested(request, 1)
     # A ready answer: the hottest route skips serializing a dict through IngestResponse.
-    return Response(INGESTED, status_code=201, media_type="application/json")
-
-
-INGESTED = b'{"status":"ok"}'
+    return Response(INGEST_ANSWERS[kind], status_code=201, media_type="application/json")
 
 
 NDJSON_EXAMPLE = (
@@ -159,4 +158,9 @@ async def backfill(
     del body  # the batch holds what is needed; the write may take a while
     result = await store.append(batch, all_or_nothing=True)
     observability.count_ingested(request, result.written)
-    return {"status": "ok", "imported": result.written, "series": len(batch.keys)}
+    return {
+        "status": "ok",
+        "imported": result.written,
+        "series": len(batch.keys),
+        **write_counts(result),
+    }
