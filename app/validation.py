@@ -26,6 +26,7 @@ MAX_METRIC_NAME = 255
 MAX_LABELS = 32
 MAX_LABEL_VALUE = 1024
 MAX_ABS_VALUE = 1e100  # so sums of squares in rollups stay within double range
+LABEL_CACHE_SIZE = 4096  # label sets of a request remembered as already checked
 
 
 class InvalidInput(ValueError):
@@ -146,7 +147,9 @@ class BatchBuilder:
             except TypeError:  # an unhashable value: let check_labels name it
                 return check_labels(labels, where)
             if cached is None:
-                cached = self._labels[key] = check_labels(labels, where)
+                cached = check_labels(labels, where)
+                if len(self._labels) < LABEL_CACHE_SIZE:  # all-distinct label sets: no copies
+                    self._labels[key] = cached
             return cached
         return check_labels(labels, where)
 
@@ -279,6 +282,24 @@ def parse_import(body: object, bounds: TimeBounds, max_batch: int) -> SampleBatc
             builder.add_columns(entry, f"series[{i}].")
             _check_size(len(builder), max_batch)
     return builder.build()
+
+
+IMPORT_ARRAYS = frozenset({"metrics", "series"})
+
+
+def add_import_slice(
+    builder: BatchBuilder, key: str, first: int, elements: list[object], max_batch: int
+) -> None:
+    """A slice of the `metrics` or `series` array of an import (app.jsonsplit), elements
+    numbered from `first`: checked as parse_import checks the whole array."""
+    if key == "metrics":
+        _check_size(len(builder) + len(elements), max_batch)
+        for i, item in enumerate(elements, first):
+            builder.add_item(item, f"metrics[{i}].")
+        return
+    for i, entry in enumerate(elements, first):
+        builder.add_columns(entry, f"series[{i}].")
+        _check_size(len(builder), max_batch)
 
 
 class BatchTooLarge(InvalidInput):

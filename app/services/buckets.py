@@ -28,7 +28,7 @@ def bucket_avg_stddev(
     n = np.asarray(count, dtype=np.float64)
     s = np.asarray(total, dtype=np.float64)
     q = np.asarray(sumsq, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         avg = s / n
         var = q / n - avg * avg
     return avg, np.sqrt(np.maximum(var, 0.0))  # NaN (empty buckets) stays NaN

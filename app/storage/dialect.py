@@ -7,6 +7,8 @@
   that claims it concurrently waits for the writer's commit and then sees its samples
   (docs/rollups-and-retention.md).
 - Samples on PostgreSQL live in day partitions created on demand.
+- Exact values: SQLite keeps NaN and -0.0 as bits beside the value (app.storage.exact_values);
+  PostgreSQL's float8 keeps them itself. `counted` and the sum terms are the rollups' view.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.storage import pg_copy, schema
+from app.services.rollup import SQUARE_FLOOR, SQUARE_LIMIT, SUM_LIMIT
+from app.storage import exact_values, pg_copy, schema
 
 DAY_MS = 86_400_000
 PARTITION_LOCK_KEY = 7_263_002
@@ -38,7 +41,12 @@ def is_postgres(conn: AsyncConnection) -> bool:
 
 SQLITE_UPSERT = (
     "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
-    " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value"
+    " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, bits = NULL"
+)
+# NaN and -0.0: 0.0 in `value`, the exact bits beside it (app.storage.exact_values).
+SQLITE_UPSERT_BITS = (
+    "INSERT INTO samples (series_id, ts, value, bits) VALUES (?, ?, 0.0, ?)"
+    " ON CONFLICT (series_id, ts) DO UPDATE SET value = 0.0, bits = excluded.bits"
 )
 
 
@@ -70,6 +78,14 @@ def sqlite_write(
     marks: Sequence[tuple[str, np.ndarray, np.ndarray]],
 ) -> None:
     """Upsert samples and their marks through the sqlite3 connection itself (its own thread)."""
+    apart = exact_values.kept_apart(values)
+    if apart.any():
+        bits = exact_values.as_bits(values[apart])
+        db.executemany(
+            SQLITE_UPSERT_BITS,
+            zip(sids[apart].tolist(), ts[apart].tolist(), bits.tolist(), strict=True),
+        )
+        sids, ts, values = sids[~apart], ts[~apart], values[~apart]
     db.executemany(SQLITE_UPSERT, zip(sids.tolist(), ts.tolist(), values.tolist(), strict=True))
     for resolution, mark_sids, buckets in marks:
         db.executemany(
@@ -140,7 +156,7 @@ async def _postgres_upsert_samples(
     """Insert or overwrite (last write wins). Input holds each (series, ts) at most once."""
     if sids.size == 0:
         return
-    if await _copy_new_rows(conn, "samples", pg_copy.SAMPLE_COLUMNS, sids, ts, values):
+    if await copy_new_rows(conn, "samples", pg_copy.SAMPLE_COLUMNS, sids, ts, values):
         return
     await conn.execute(
         text(
@@ -155,7 +171,7 @@ async def _postgres_upsert_samples(
 COPY_MIN_ROWS = 1000
 
 
-async def _copy_new_rows(
+async def copy_new_rows(
     conn: AsyncConnection, table: str, layout: Sequence[tuple[str, str]], *arrays: np.ndarray
 ) -> bool:
     """PostgreSQL's bulk path: binary COPY, in a savepoint. False (and nothing written) if a row
@@ -178,6 +194,55 @@ async def _copy_new_rows(
     return True
 
 
+SQL_ARRAY_TYPES = {">i4": "integer[]", ">i8": "bigint[]", ">f8": "double precision[]"}
+
+
+async def insert_new_rows(
+    conn: AsyncConnection,
+    table: str,
+    layout: Sequence[tuple[str, str]],
+    arrays: Sequence[np.ndarray],
+) -> int:
+    """PostgreSQL: insert rows given as columns in one statement, skipping any that exist;
+    returns how many were inserted."""
+    names = ", ".join(name for name, _ in layout)
+    sources = ", ".join(
+        f"CAST(:c{i} AS {SQL_ARRAY_TYPES[kind]})" for i, (_, kind) in enumerate(layout)
+    )
+    result = await conn.execute(
+        text(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({sources}) ON CONFLICT DO NOTHING"
+        ),
+        {f"c{i}": column.tolist() for i, column in enumerate(arrays)},
+    )
+    return int(result.rowcount or 0)
+
+
+async def sqlite_insert_rows(
+    conn: AsyncConnection,
+    table: str,
+    layout: Sequence[tuple[str, str]],
+    arrays: Sequence[np.ndarray],
+) -> int:
+    """SQLite: insert rows given as columns (inside the open transaction), skipping any that
+    exist; returns how many were inserted."""
+    names = ", ".join(name for name, _ in layout)
+    statement = (
+        f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(layout))})"
+        " ON CONFLICT DO NOTHING"
+    )
+
+    def insert(db: sqlite3.Connection) -> int:
+        before = db.total_changes
+        db.executemany(statement, zip(*(column.tolist() for column in arrays), strict=True))
+        return db.total_changes - before
+
+    driver = await _driver(conn)
+    with driver_errors(statement):
+        inserted: int = await driver._execute(insert, driver._conn)
+    return inserted
+
+
 async def _postgres_mark_dirty(
     conn: AsyncConnection, resolution: str, sids: np.ndarray, buckets: np.ndarray
 ) -> None:
@@ -186,7 +251,7 @@ async def _postgres_mark_dirty(
     if sids.size == 0:
         return
     table = f"rollup_dirty_{resolution}"
-    if await _copy_new_rows(conn, table, pg_copy.MARK_COLUMNS, sids, buckets):
+    if await copy_new_rows(conn, table, pg_copy.MARK_COLUMNS, sids, buckets):
         return
     await conn.execute(
         text(
@@ -233,6 +298,14 @@ async def claim_dirty(conn: AsyncConnection, resolution: str, before_ms: int) ->
     )
     await conn.execute(text(f"DELETE FROM {table} WHERE bucket < :before"), {"before": before_ms})
     return int(result.rowcount or 0)
+
+
+async def rows_written(conn: AsyncConnection, result: Any) -> int:
+    """Rows the last INSERT/UPDATE/DELETE wrote (upserted rows included). SQLite's driver gives
+    no rowcount for a statement that starts with WITH; changes() has it."""
+    if is_postgres(conn):
+        return int(result.rowcount or 0)
+    return int((await conn.execute(text("SELECT changes()"))).scalar_one())
 
 
 RETENTION_LOCK_KEY = 7_263_004
@@ -340,16 +413,25 @@ async def fetch_points(
             rows["value2"].astype(np.float64),
         )
 
-    def read(db: sqlite3.Connection) -> np.ndarray:
+    def read(db: sqlite3.Connection) -> tuple[np.ndarray, list[Any]]:
         # On the connection's thread, straight from the cursor into one array: no list of row
         # tuples, and the event loop is not the one converting them. Milliseconds and series ids
-        # are exact in a double (below 2**53).
+        # are exact in a double (below 2**53). Then the exact bits of the few NaN and -0.0
+        # values, through their partial index (the planner needs telling before ANALYZE).
         rows = db.execute(f"{sql} LIMIT {int(limit)}")
-        return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64).reshape(-1, 3)
+        table = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64).reshape(-1, 3)
+        apart = db.execute(
+            "SELECT series_id, ts, bits FROM samples INDEXED BY ix_samples_bits"
+            f" WHERE bits IS NOT NULL AND {where}"
+        ).fetchall()
+        return table, apart
 
     with driver_errors(sql):
-        table = await raw._execute(read, raw._conn)
-    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2].copy()
+        table, apart = await raw._execute(read, raw._conn)
+    sids, stamps, values = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2]
+    values = values.copy()
+    exact_values.put_back(sids, stamps, values, apart)
+    return sids, stamps, values
 
 
 async def fetch_small(conn: AsyncConnection, sql: str) -> list[tuple[Any, ...]]:
@@ -382,6 +464,38 @@ def buckets_join(conn: AsyncConnection, marks: str, width_ms: int) -> tuple[str,
     if join == "JOIN":
         return f"{marks} JOIN samples s ON {condition}", "true"
     return f"{marks} CROSS JOIN samples s", condition
+
+
+def counted(conn: AsyncConnection, alias: str = "s") -> str:
+    """SQL: the sample `alias` takes part in rollups, that is, its value is not a NaN."""
+    if is_postgres(conn):
+        return f"{alias}.value <> 'NaN'::float8"
+    return f"({alias}.bits IS NULL OR {alias}.bits = {exact_values.NEG_ZERO_BITS})"
+
+
+def _infinity(conn: AsyncConnection) -> str:
+    return "CAST('Infinity' AS double precision)" if is_postgres(conn) else "9e999"
+
+
+def sum_term(conn: AsyncConnection, value: str) -> str:
+    """The term a value adds to a bucket's sum: itself, or ±infinity beyond 1e300, so that no
+    sum overflows (PostgreSQL raises an error where IEEE arithmetic gives infinity)."""
+    inf, limit = _infinity(conn), f"CAST({SUM_LIMIT!r} AS double precision)"
+    return (
+        f"CASE WHEN {value} > {limit} THEN {inf} WHEN {value} < -{limit} THEN -{inf}"
+        f" ELSE {value} END"
+    )
+
+
+def square_term(conn: AsyncConnection, value: str) -> str:
+    """The term a value adds to a bucket's sum of squares: its square, infinity beyond 1e150 and
+    0 below 1e-150 (PostgreSQL raises an error on overflow and underflow)."""
+    inf, limit, floor = _infinity(conn), repr(SQUARE_LIMIT), repr(SQUARE_FLOOR)
+    return (
+        f"CASE WHEN abs({value}) > CAST({limit} AS double precision) THEN {inf}"
+        f" WHEN abs({value}) < CAST({floor} AS double precision) THEN 0.0"
+        f" ELSE {value} * {value} END"
+    )
 
 
 def bucket_expr(ts_column: str, width_ms: int) -> str:

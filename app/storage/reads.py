@@ -2,11 +2,13 @@
 
 A rollup answer is exact at read time. Buckets before the resolution's `materialized_until` come
 from the rollup table, except buckets with a pending invalidation, which are aggregated from raw
-like the live tail (buckets at or after `materialized_until`).
+like the live tail (buckets at or after `materialized_until`); merged history (buckets without
+raw samples) comes from the rollup table wherever it lies.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from app.services.rollup import Resolution, window_bounds
 from app.storage import dialect, schema
 
 ID_CHUNK = 1000
+MATCH_BLOCK = 2000  # series decoded and matched per turn of the event loop
 AGG_COLUMNS = ("count", "sum", "min", "max", "sumsq", "last")
 
 
@@ -56,11 +59,11 @@ async def find_series(
     for m in matchers:
         if m.is_exact:
             query = query.where(dialect.label_equals(conn, m.name, m.value))
-    refs = [
-        SeriesRef(sid, labels)
-        for sid, labels in await conn.execute(query)
-        if matches_all(matchers, labels)
-    ]
+    refs: list[SeriesRef] = []
+    rows = await conn.execute(query)
+    while block := rows.fetchmany(MATCH_BLOCK):  # a metric may have very many series: the
+        refs += [SeriesRef(sid, labels) for sid, labels in block if matches_all(matchers, labels)]
+        await asyncio.sleep(0)  # event loop gets a turn between blocks
     refs.sort(key=lambda ref: sorted(ref.labels.items()))
     return refs
 
@@ -104,8 +107,9 @@ def bucket_rows_sql(
     conn: AsyncConnection, source: str, bucket: str, width_ms: int, where: str, into: str = ""
 ) -> str:
     """Aggregate samples into buckets `width_ms` wide: rows of (series_id, bucket, count, sum,
-    min, max, sumsq, last, last_ts), `last` being the value at the latest timestamp. `into` (an
-    `INSERT INTO ...`) makes it a statement that stores them.
+    min, max, sumsq, last, last_ts), `last` being the value at the latest timestamp. NaN values
+    are left out, and the sums' terms bounded (app.storage.exact_values); a bucket without any
+    other value has no row. `into` (an `INSERT INTO ...`) makes it a statement that stores them.
 
     `last` comes either from joining each bucket back to its sample at max(ts), one index probe
     per bucket, or, on PostgreSQL, in the same pass from the greatest [ts, value] array (arrays
@@ -115,17 +119,20 @@ def bucket_rows_sql(
     buckets, about the same for 5m, and 0.37 s instead of 0.28 s for 1h. SQLite has no such
     aggregate.
     """
+    where = f"{where} AND {dialect.counted(conn)}"
+    total = f"sum({dialect.sum_term(conn, 's.value')})"
+    squares = f"sum({dialect.square_term(conn, 's.value')})"
     if dialect.is_postgres(conn) and width_ms <= SINGLE_PASS_MAX_WIDTH_MS:
         return (
-            f"{into}SELECT s.series_id, {bucket}, count(*), sum(s.value), min(s.value),"
-            " max(s.value), sum(s.value * s.value),"
+            f"{into}SELECT s.series_id, {bucket}, count(*), {total}, min(s.value),"
+            f" max(s.value), {squares},"
             " (max(ARRAY[CAST(s.ts AS double precision), s.value]))[2], max(s.ts)"
             f" FROM {source} WHERE {where} GROUP BY s.series_id, {bucket}"
         )
     return (
         "WITH agg AS (SELECT s.series_id AS series_id, "
-        f"{bucket} AS bucket, count(*) AS n, sum(s.value) AS total, min(s.value) AS lo,"
-        " max(s.value) AS hi, sum(s.value * s.value) AS sq, max(s.ts) AS last_ts"
+        f"{bucket} AS bucket, count(*) AS n, {total} AS total, min(s.value) AS lo,"
+        f" max(s.value) AS hi, {squares} AS sq, max(s.ts) AS last_ts"
         f" FROM {source} WHERE {where} GROUP BY s.series_id, {bucket}) {into}"
         "SELECT agg.series_id, agg.bucket, agg.n, agg.total, agg.lo, agg.hi, agg.sq, l.value,"
         " agg.last_ts FROM agg JOIN samples l ON l.series_id = agg.series_id"
@@ -157,10 +164,13 @@ async def select_rollup(
 
 
 def _stored_sql(res: Resolution, ids: str) -> str:
+    """Stored buckets without a pending mark. Those the job wrote start before
+    `materialized_until` (it only computes closed buckets, then moves it past them); those at or
+    after it hold merged history, which has no raw samples for the live tail to count again."""
     return (
         "SELECT r.series_id, r.bucket, r.count, r.sum, r.min, r.max, r.sumsq, r.last, r.last_ts"
         f" FROM rollup_{res.name} r WHERE r.series_id IN ({ids}) AND r.bucket >= :lo"
-        " AND r.bucket <= :hi AND r.bucket < :mu AND NOT EXISTS (SELECT 1 FROM"
+        " AND r.bucket <= :hi AND NOT EXISTS (SELECT 1 FROM"
         f" rollup_dirty_{res.name} d WHERE d.series_id = r.series_id AND d.bucket = r.bucket)"
     )
 

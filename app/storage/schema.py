@@ -3,6 +3,8 @@ tests/storage/test_schema.py checks that both agree.
 
 Timestamps are integer milliseconds since the Unix epoch. Samples on PostgreSQL are range-
 partitioned by day on `ts` (migrations, docs/storage.md), so retention drops whole partitions.
+Values are float64 with every bit pattern kept: on SQLite, whose REAL loses NaN and -0.0, those
+rows carry their IEEE 754 bits in `samples.bits` (docs/storage.md).
 """
 
 from __future__ import annotations
@@ -45,10 +47,15 @@ samples = Table(
     metadata,
     Column("series_id", Integer, nullable=False),
     Column("ts", BigInteger, nullable=False),
-    Column("value", Double, nullable=False),
+    Column("value", Double, nullable=False),  # SQLite: 0.0 where `bits` holds a NaN
+    Column("bits", BigInteger, nullable=True),  # SQLite: the exact bits of a NaN or -0.0
     PrimaryKeyConstraint("series_id", "ts", name="pk_samples"),
     sqlite_with_rowid=False,
 )
+# SQLite only (migration 0002): finds the few rows whose exact bits are kept apart.
+Index(
+    "ix_samples_bits", samples.c.series_id, samples.c.ts, sqlite_where=samples.c.bits.isnot(None)
+).ddl_if(dialect="sqlite")
 
 
 def _rollup_table(name: str) -> Table:
@@ -58,7 +65,8 @@ def _rollup_table(name: str) -> Table:
         Column("series_id", Integer, nullable=False),
         Column("bucket", BigInteger, nullable=False),
         Column("count", BigInteger, nullable=False),
-        Column("sum", Double, nullable=False),
+        # NULL on SQLite for a NaN sum (+Inf and -Inf in one bucket); PostgreSQL stores NaN.
+        Column("sum", Double, nullable=True),
         Column("min", Double, nullable=False),
         Column("max", Double, nullable=False),
         Column("sumsq", Double, nullable=False),
@@ -203,4 +211,19 @@ alert_receivers = Table(  # per receiver: failures in a row and when to try agai
     Column("last_error", Text, nullable=True),
     Column("last_success_ms", BigInteger, nullable=True),
     Column("last_failure_ms", BigInteger, nullable=True),
+)
+
+# What agents say about metric families (remote-write metadata, `# HELP`/`# TYPE` lines), for
+# Prometheus' /api/v1/metadata. One row per distinct (type, help, unit) of a metric, identified
+# by their fingerprint; `updated_ms` is when it was last received.
+metric_metadata = Table(
+    "metric_metadata",
+    metadata,
+    Column("metric_name", String(255), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("help", Text, nullable=False),
+    Column("unit", String(255), nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("metric_name", "fingerprint", name="pk_metric_metadata"),
 )

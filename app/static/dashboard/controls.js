@@ -31,6 +31,8 @@ export function syncControls() {
   $("threshold").value = String(state.threshold);
   $("threshold").disabled = !state.anomalies;
   $("refresh").value = state.refresh;
+  $("expr").value = state.expr;
+  $("controls").classList.toggle("promql-mode", Boolean(state.expr));
 }
 
 function fillThresholds() {
@@ -51,6 +53,6 @@ export function readControls() {
     metric: $("metric").value, range: $("range").value, rollup: $("rollup").value,
     filter: $("filter").value.trim(), anomalies: $("anomalies").checked,
     threshold: threshold > 0 && threshold < 1 ? threshold : state.threshold,
-    refresh: $("refresh").value,
+    refresh: $("refresh").value, expr: $("expr").value.trim(),
   };
 }

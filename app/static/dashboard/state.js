@@ -7,6 +7,7 @@ export const ROLLUPS = ["auto", "raw", ...Object.keys(WINDOWS)];
 export const REFRESH = { off: 0, "10s": 10_000, "1m": 60_000 };
 export const DEFAULTS = Object.freeze({
   metric: "", range: "1h", rollup: "auto", filter: "", anomalies: false, threshold: 0.99999, refresh: "off",
+  expr: "",
 });
 export const RAW_LIMIT = 100_000; // points per raw query; reaching it means the answer was cut short
 export const MAX_BUCKETS = 1_500; // "auto": the finest window giving at most this many points per series
@@ -27,5 +28,6 @@ export const view = {
   state, chart: null, names: [], query: null, result: null, anomalies: null, alerts: null,
   drawn: { events: 0, alerts: 0 }, rows: [], page: 0,
   seq: 0, loads: 0, busy: false, controller: null, timer: 0, error: null,
+  notice: "", // why part of the range shows nothing: it is older than a retention
 };
 window.__dashboard = view;

@@ -14,6 +14,7 @@ export function readUrl() {
   // A likelihood (method=auto); the z-scores of older links (threshold=3) fall back to the default.
   if (params.has("threshold") && threshold > 0 && threshold < 1) next.threshold = threshold;
   if (params.get("refresh") in REFRESH) next.refresh = params.get("refresh");
+  next.expr = params.get("expr") ?? "";
   return next;
 }
 
@@ -28,6 +29,7 @@ export function writeUrl(push) {
     params.set("threshold", String(state.threshold));
   }
   if (state.refresh !== "off") params.set("refresh", state.refresh);
+  if (state.expr) params.set("expr", state.expr);
   const url = `${window.location.pathname}?${params}`;
   if (url === window.location.pathname + window.location.search) return;
   if (push) window.history.pushState(null, "", url);
