@@ -47,6 +47,7 @@ from app.migrate import upgrade
 from app.scheduler import Scheduler
 from app.schemas import DOCUMENTED_MODELS
 from app.services.alerting.rules import RuleError
+from app.services.alerting.view import PrometheusRules
 from app.storage.group_commit import GroupCommitter
 from app.storage.store import Store, is_connection_error
 from app.version import __version__
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
         await _migrate(settings)
         store = Store.open(settings)
         await _load_alert_rules(store, settings)
+        app.state.rules_source = PrometheusRules(store, settings)  # /api/v1/rules, /api/v1/alerts
         committer = GroupCommitter(store)
         committer.start()
         scheduler = Scheduler(store, settings)

@@ -158,6 +158,24 @@ def test_alerts_and_history_after_the_alert_job(client: TestClient, database_url
     assert client.get("/alerts", params={"rule": "nope"}).json() == {"alerts": [], "history": []}
     status = client.get("/jobs/status").json()["jobs"]["alert"]
     assert status["runs"] == 2 and status["status"] == "ok"
+    prometheus_rules = client.get("/api/v1/rules").json()
+    assert prometheus_rules["status"] == "success"
+    [rule] = prometheus_rules["data"]["groups"][0]["rules"]
+    assert (rule["name"], rule["state"], rule["type"], rule["health"]) == (
+        "hot",
+        "firing",
+        "alerting",
+        "ok",
+    )
+    assert rule["query"] == "temp > 80" and rule["duration"] == 20.0
+    [firing] = client.get("/api/v1/alerts").json()["data"]["alerts"]
+    assert firing == {
+        "labels": {"alertname": "hot", "room": "a"},
+        "annotations": {},
+        "state": "firing",
+        "activeAt": iso(ts[25]),
+        "value": "9.9e+01",
+    }
     metrics = client.get("/metrics").text
     assert 'metrics_alerts{state="firing"} 1.0' in metrics
     assert 'metrics_job_last_success{job="alert"} 1.0' in metrics

@@ -128,6 +128,8 @@ def rules_data(rule_rows: Sequence[Row], alert_rows: Sequence[Row], interval_s: 
                 "type": "alerting",
             }
         )
+    if not rules:
+        return {"groups": []}  # as Prometheus answers without rule files
     last = max((r["last_eval_ms"] or 0 for r in rule_rows), default=0)
     return {
         "groups": [
@@ -168,3 +170,18 @@ async def prometheus_rules(store: AlertReads, settings: Settings) -> Row:
 
 async def prometheus_alerts(store: AlertReads, settings: Settings) -> Row:
     return alerts_data(await store.alert_rules(), await store.alerts())
+
+
+class PrometheusRules:
+    """The `RulesSource` that /api/v1/rules and /api/v1/alerts read (app.state.rules_source)."""
+
+    def __init__(self, store: AlertReads, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+
+    async def rule_groups(self) -> list[dict[str, Any]]:
+        groups: list[dict[str, Any]] = (await prometheus_rules(self.store, self.settings))["groups"]
+        return groups
+
+    async def alerts(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await prometheus_alerts(self.store, self.settings))["alerts"]
+        return found
