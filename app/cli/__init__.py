@@ -52,6 +52,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("migrate", "apply database migrations", serving.configure_migrate, serving.migrate),
     job("rollup", "materialize closed rollup buckets (1m, 5m, 1h)"),
     job("retention", "roll up what is pending, then drop data past its retention"),
+    job("alert", "evaluate the alert rules over the new data and deliver notifications"),
     Command(
         "import", "stream an NDJSON or CSV file to the server", importer.configure, importer.run
     ),

@@ -8,11 +8,18 @@ import orjson
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response
 
 from app.api.deps import ReadKey, StoreDep, WriteKey
+from app.schemas import ErrorResponse
 from app.services.alerting import view
 from app.services.alerting.rules import RuleError, parse_rule
 from app.services.alerting.state import FIRING, INACTIVE, PENDING
 
 router = APIRouter(tags=["alerting"])
+NO_RULE: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No alert rule of that name"}
+}
+BAD_RULE: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "A field of the rule is wrong; names it"}
+}
 RuleName = Annotated[str, Path(max_length=200, description="The rule's name (its alertname).")]
 EXAMPLE = {
     "metric": "cpu_usage",
@@ -29,7 +36,12 @@ async def list_rules(store: StoreDep) -> dict[str, object]:
     return {"rules": [view.rule_json(row) for row in await store.alert_rules()]}
 
 
-@router.get("/alerts/rules/{name}", dependencies=[ReadKey], summary="One alert rule")
+@router.get(
+    "/alerts/rules/{name}",
+    dependencies=[ReadKey],
+    summary="One alert rule",
+    responses=NO_RULE,
+)
 async def get_rule(name: RuleName, store: StoreDep) -> dict[str, object]:
     row = await store.alert_rule(name)
     if row is None:
@@ -42,7 +54,7 @@ async def get_rule(name: RuleName, store: StoreDep) -> dict[str, object]:
     dependencies=[WriteKey],
     status_code=200,
     summary="Create or replace an alert rule",
-    responses={201: {"description": "Created"}, 200: {"description": "Replaced"}},
+    responses={201: {"description": "Created"}, 200: {"description": "Replaced"}, **BAD_RULE},
 )
 async def put_rule(
     name: RuleName,
@@ -65,7 +77,12 @@ async def put_rule(
     return view.rule_json(row)
 
 
-@router.delete("/alerts/rules/{name}", dependencies=[WriteKey], summary="Delete an alert rule")
+@router.delete(
+    "/alerts/rules/{name}",
+    dependencies=[WriteKey],
+    summary="Delete an alert rule",
+    responses=NO_RULE,
+)
 async def delete_rule(name: RuleName, store: StoreDep) -> dict[str, object]:
     """Its firing alerts are resolved (and notified) by the next alert job run."""
     if not await store.delete_alert_rule(name):
