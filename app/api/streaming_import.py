@@ -29,8 +29,10 @@ from starlette.requests import ClientDisconnect
 from app import observability
 from app.errors import BadRequest, LineTooLong, rule_of, status_of
 from app.matchers import LABEL_NAME_RE
+from app.protocols.native.items import BatchBuilder
 from app.storage.store import BeforeHorizon, CardinalityExceeded, Store
-from app.validation import BatchBuilder, InvalidInput, TimeBounds
+from app.timeutil import Precision
+from app.validation import InvalidInput, TimeBounds
 
 MAX_LINE_BYTES = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 10_000
@@ -185,6 +187,7 @@ class ChunkedImport:
     store: Store
     skew: timedelta
     chunk_size: int
+    precision: Precision = "s"
     imported: int = 0
     chunks: int = 0
     committed_lines: int = 0
@@ -194,7 +197,7 @@ class ChunkedImport:
 
     def add(self, item: dict[str, object], number: int) -> None:
         if self._builder is None:
-            self._builder = BatchBuilder(TimeBounds.starting_now(self.skew))
+            self._builder = BatchBuilder(TimeBounds.starting_now(self.skew), self.precision)
         self._builder.add_item(item, f"line {number}: ")
         self._line_numbers.append(number)
 
@@ -269,11 +272,16 @@ def _failure(cause: Exception, detail: str, job: ChunkedImport) -> JSONResponse:
 
 
 async def stream_import(
-    request: Request, store: Store, skew: timedelta, fmt: Format, chunk_size: int
+    request: Request,
+    store: Store,
+    skew: timedelta,
+    fmt: Format,
+    chunk_size: int,
+    precision: Precision = "s",
 ) -> JSONResponse:
     """Run a streaming import and build its answer: 201 with the counts, or the error with
     what was committed before it (422 bad line, 413 line too long, 429 cardinality)."""
-    job = ChunkedImport(request, store, skew, chunk_size)
+    job = ChunkedImport(request, store, skew, chunk_size, precision)
     async with aclosing(request.stream()) as source:
         try:
             async with aclosing(split_lines(source)) as lines:

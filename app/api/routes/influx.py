@@ -112,7 +112,12 @@ async def write_v2(
     return await _write(request, settings, store, extra, bucket, precision)
 
 
-@router.get("/ping", status_code=204, summary="InfluxDB ping")
+@router.get(
+    "/ping",
+    status_code=204,
+    summary="InfluxDB ping",
+    responses={200: {"description": 'With `verbose=true`: `{"version": ...}`'}},
+)
 @router.head("/ping", status_code=204, include_in_schema=False)
 @router.get("/influx/ping", status_code=204, include_in_schema=False)
 @router.head("/influx/ping", status_code=204, include_in_schema=False)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app import observability
 from app.api.body import read_json
-from app.api.deps import CommitterDep, SettingsDep, StoreDep, WriteKey
+from app.api.deps import CommitterDep, PrecisionParam, SettingsDep, StoreDep, WriteKey
 from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
     MAX_LINE_BYTES,
@@ -24,9 +24,10 @@ from app.errors import (
     Unavailable,
     responses_for,
 )
+from app.protocols.native.items import parse_import, parse_single
 from app.schemas import BackfillResponse, IngestResponse
 from app.storage.store import BeforeHorizon, CardinalityExceeded
-from app.validation import BatchTooLarge, InvalidInput, TimeBounds, parse_import, parse_single
+from app.validation import BatchTooLarge, InvalidInput, TimeBounds
 
 router = APIRouter(tags=["ingestion"], dependencies=[WriteKey])
 
@@ -55,11 +56,17 @@ def _body_doc(model: str) -> dict[str, object]:
     openapi_extra=_body_doc("IngestSample"),
     summary="Ingest one sample",
 )
-async def ingest(request: Request, settings: SettingsDep, committer: CommitterDep) -> Response:
+async def ingest(
+    request: Request,
+    settings: SettingsDep,
+    committer: CommitterDep,
+    precision: PrecisionParam = "s",
+) -> Response:
     """Answers 201 once the sample is committed. The same series and timestamp written twice
-    keeps the last value."""
+    keeps the last value. A numeric `timestamp` is in `precision` (default seconds); one that is
+    no time in seconds but is in ms, us or ns gets a 422 that says which `precision` to send."""
     body = await read_json(request, settings.max_body_bytes)
-    sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew))
+    sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew), precision)
     await committer.submit(sample)
     observability.count_ingested(request, 1)
     # A ready answer: the hottest route skips serializing a dict through IngestResponse.
@@ -132,6 +139,7 @@ async def backfill(
     settings: SettingsDep,
     store: StoreDep,
     chunk_size: ChunkSize = None,
+    precision: PrecisionParam = "s",
 ) -> dict[str, object] | JSONResponse:
     """`application/json`: all-or-nothing, one invalid item rejects the request with a 422 naming
     its index; at most MAX_BATCH samples (413 beyond). Accepts `metrics` (one object per sample)
@@ -148,10 +156,10 @@ async def backfill(
         size = min(DEFAULT_CHUNK_SIZE, settings.max_batch) if chunk_size is None else chunk_size
         if size > settings.max_batch:
             raise InvalidInput(f"chunk_size: {size} is more than MAX_BATCH ({settings.max_batch})")
-        return await stream_import(request, store, settings.max_future_skew, fmt, size)
+        return await stream_import(request, store, settings.max_future_skew, fmt, size, precision)
     body = await read_json(request, settings.max_body_bytes)
     batch = parse_import(
-        body, TimeBounds.starting_now(settings.max_future_skew), settings.max_batch
+        body, TimeBounds.starting_now(settings.max_future_skew), settings.max_batch, precision
     )
     result = await store.append(batch, all_or_nothing=True)
     observability.count_ingested(request, result.written)
