@@ -14,6 +14,7 @@ help:
 	@echo "make check   - ruff (format + lint) and mypy"
 	@echo "make bench   - the benchmark (bench/), prints a table and writes JSON"
 	@echo "make migrate - apply database migrations to DATABASE_URL"
+	@echo "make dist    - build the wheel (with its front-end assets) and the sdist into dist/"
 
 $(VENV)/.stamp-runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,9 +29,10 @@ $(VENV)/.stamp-dev: $(VENV)/.stamp-runtime requirements-dev.txt
 install: $(VENV)/.stamp-runtime assets
 install-dev: $(VENV)/.stamp-dev assets
 
-# Front-end libraries (Chart.js) come from the npm registry, pinned by package-lock.json.
+# Front-end libraries (Chart.js; Swagger UI and ReDoc for /docs and /redoc) come from the npm
+# registry, pinned by package-lock.json; no install scripts run (.npmrc).
 node_modules/.stamp-npm: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error --ignore-scripts
 	touch $@
 
 assets: node_modules/.stamp-npm
@@ -65,13 +67,13 @@ test: install-dev browser clients
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: install-dev
-	$(VENV)/bin/ruff format --check app tests bench
-	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff format --check app tests bench scripts hatch_build.py
+	$(VENV)/bin/ruff check app tests bench scripts hatch_build.py
 	$(VENV)/bin/mypy
 
 format: install-dev
-	$(VENV)/bin/ruff format app tests bench
-	$(VENV)/bin/ruff check --fix app tests bench
+	$(VENV)/bin/ruff format app tests bench scripts hatch_build.py
+	$(VENV)/bin/ruff check --fix app tests bench scripts hatch_build.py
 
 # wrk drives the single-sample load in the benchmark (Debian's package, installed when missing).
 bench-tools:
@@ -87,4 +89,18 @@ soak: install-dev
 	$(PY) -m pytest -m slow tests/soak $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules dist .pytest_cache .mypy_cache .ruff_cache
+
+# ---- packaging and the README's examples
+.PHONY: dist readme-examples
+
+# The wheel and sdist in dist/: the `app` package, its front-end assets from node_modules
+# (hatch_build.py), the `metrics-service` command. `pip install dist/*.whl` needs no Node.js.
+dist: install-dev assets
+	rm -rf dist
+	$(PY) -m hatchling build -d dist
+
+# Runs the README's API examples in order against a fresh server and rewrites the answers shown
+# under them; `make readme-examples ARGS=--check` only compares and prints the differences.
+readme-examples: install
+	$(PY) scripts/readme_examples.py $(ARGS)

@@ -26,13 +26,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
+from app.http_guard import OVERLOAD_RETRY_AFTER, BodyTimeout, Overloaded
 from app.matchers import MatcherError
+from app.storage.faults import classify
 from app.storage.store import (
     BeforeHorizon,
     CardinalityExceeded,
     QueryTimeout,
     UnknownMetric,
-    is_connection_error,
+    WriteTimeout,
 )
 from app.timeutil import TimeParseError
 from app.validation import BatchTooLarge, InvalidInput
@@ -96,8 +98,16 @@ RULES: Mapping[type[Exception], Rule] = {
     TimeParseError: Rule(422, "validation", "A time that cannot be read", 400),
     BeforeHorizon: Rule(422, "retention", "Older than data retention has dropped", 400),
     CardinalityExceeded: Rule(429, "cardinality", "Cardinality limit reached", 400),
+    BodyTimeout: Rule(408, "slow_body", "Body sent too slowly (HTTP_BODY_TIMEOUT, _MIN_RATE)"),
     Unavailable: Rule(503, "unavailable", "Database unavailable; retry after `Retry-After`"),
     QueryTimeout: Rule(503, "timeout", "The query ran longer than QUERY_TIMEOUT"),
+    WriteTimeout: Rule(503, "timeout", "The write took longer than DB_WRITE_TIMEOUT"),
+    Overloaded: Rule(503, "overloaded", "Request bodies in memory at MAX_BUFFERED_BODY_BYTES"),
+}
+# Headers beside the status: how soon to retry, and closing a connection whose body came slowly.
+EXTRA_HEADERS: Mapping[type[Exception], Mapping[str, str]] = {
+    BodyTimeout: {"Connection": "close"},
+    Overloaded: {"Retry-After": str(OVERLOAD_RETRY_AFTER)},
 }
 # The database's own errors: 503 when unreachable, 422 for a value it cannot store, else 500.
 DATABASE_ERRORS = (SQLAlchemyError, OSError, ConnectionError, TimeoutError)
@@ -170,6 +180,11 @@ def dialect_of(request: Request) -> Dialect:
     return found if isinstance(found, Dialect) else Dialect.JSON
 
 
+def retry_after(seconds: int) -> dict[str, str]:
+    """The header of a 503: when to try again (remote-write senders and Telegraf read it)."""
+    return {"Retry-After": str(seconds)}
+
+
 def error_response(
     request: Request,
     status: int,
@@ -207,8 +222,13 @@ async def _answer(request: Request, exc: Exception) -> JSONResponse:
     rule = rule_of(exc)
     assert rule is not None  # installed for the table's classes only
     status = status_of(exc, dialect_of(request))
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return error_response(request, status, detail_of(exc), rule.reason, headers)
+    headers = dict(EXTRA_HEADERS.get(type(exc), {}))
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, WriteTimeout):
+        log.warning("database too slow on %s: %s", request.url.path, exc)
+    detail = f"database too slow: {exc}" if isinstance(exc, WriteTimeout) else detail_of(exc)
+    return error_response(request, status, detail, rule.reason, headers)
 
 
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
@@ -221,10 +241,11 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database(request: Request, exc: Exception) -> JSONResponse:
-    if is_connection_error(exc) or isinstance(exc, TimeoutError):
-        log.warning("database unavailable on %s: %s", request.url.path, exc)
-        detail = f"database unavailable: {type(exc).__name__}: {exc}"[:500]
-        return error_response(request, 503, detail, "unavailable")
+    fault = classify(exc)  # unreachable, too slow, disk full, read-only (app.storage.faults)
+    if fault is not None:
+        log.warning("%s on %s", fault.message, request.url.path)
+        headers = {"Retry-After": str(fault.retry_after)}
+        return error_response(request, 503, fault.message, "unavailable", headers)
     sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "")
     if sqlstate.startswith("22"):  # PostgreSQL "data exception": a value it cannot store
         detail = f"a value the database cannot store: {getattr(exc, 'orig', exc)}"[:500]

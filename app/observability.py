@@ -502,7 +502,8 @@ def bind_host(
     """The address the server process binds, from its command line; None when unknown.
 
     uvicorn: `--host H` / `--host=H`, else `UVICORN_HOST`, else its default 127.0.0.1;
-    `--uds PATH` gives `unix:PATH`. gunicorn: `-b`/`--bind HOST:PORT` (first one).
+    `--uds PATH` gives `unix:PATH`. `metrics-service serve`: `--host`, else 127.0.0.1.
+    gunicorn: `-b`/`--bind HOST:PORT` (first one).
     """
     argv = list(sys.argv if argv is None else argv)
     environ = os.environ if environ is None else environ
@@ -514,6 +515,8 @@ def bind_host(
         if uds is not None:
             return f"unix:{uds}"
         return _option(argv, "--host") or environ.get("UVICORN_HOST") or "127.0.0.1"
+    if _is_serve_command(program, argv):  # metrics-service serve, python -m app.cli serve
+        return _option(argv, "--host") or "127.0.0.1"
     if program.endswith(("/gunicorn", "/gunicorn/__main__.py")) or program == "gunicorn":
         bind = _option(argv, "--bind") or _option(argv, "-b")
         if bind is None:
@@ -523,6 +526,11 @@ def bind_host(
         host, _, _port = bind.rpartition(":")
         return host or bind
     return None
+
+
+def _is_serve_command(program: str, argv: Sequence[str]) -> bool:
+    ours = program.endswith(("/metrics-service", "/app/cli/__main__.py"))
+    return (ours or program == "metrics-service") and "serve" in argv[1:2]
 
 
 def _option(argv: Sequence[str], name: str) -> str | None:

@@ -221,6 +221,9 @@ def _civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return year, month, day
 
 
+civil_from_days = _civil_from_days  # public: the PromQL date functions use it too
+
+
 # -- RFC 3339 in bulk -----------------------------------------------------------------------
 
 _DIGITS = np.zeros(256, dtype=bool)

@@ -20,6 +20,7 @@ METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 MAX_METRIC_NAME = 255
 MAX_LABELS = 32
 MAX_LABEL_VALUE = 1024
+LABEL_CACHE_SIZE = 4096  # label sets of a request remembered as already checked
 MAX_ABS_VALUE = 1e100  # so sums of squares in rollups stay within double range
 
 

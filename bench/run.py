@@ -8,7 +8,8 @@ bulk insert alternate --import-runs times and their medians are compared), singl
 req/s with 32 keep-alive clients (wrk; median of --wrk-runs) and its ratio to a bare ASGI app under
 the same load, the rollup job's duration, p50/p95 of each query (server-side, from the
 Server-Timing header), anomaly detection over every point, peak server RSS and bytes per sample on
-disk. A fixed CPU task
+disk; then, on PostgreSQL, import (4 concurrent clients) and single-sample throughput with
+--workers server processes (bench/workers.py). A fixed CPU task
 timed at the start and the end (bench/calibration.py) tells how fast the machine was. Results also
 go to bench/results/<time>.json.
 """
@@ -33,7 +34,7 @@ import numpy as np
 import orjson
 from sqlalchemy.engine import make_url
 
-from bench import calibration, ceiling, workload
+from bench import calibration, ceiling, promql, workers, workload
 from bench.server import Server, run_wrk
 from bench.workload import METRIC, Workload
 
@@ -83,6 +84,8 @@ def measure_backend(
         result["rollup_job_s"] = rollup_job_seconds(url, client)
         result["disk_bytes_per_sample"] = disk_bytes(name, url) / work.samples
         result["queries_ms"] = query_timings(client, work)
+        promql.load_counters(client, work)
+        result["promql_ms"] = promql.measure(server.base_url, work, args.promql_repeats)
         result.update(columnar_against_ceiling(name, url, work, args, client, tmp))
         runs = [
             run_wrk(server.base_url, args.clients, args.wrk_seconds) for _ in range(args.wrk_runs)
@@ -262,6 +265,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
+        "--workers",
+        default="1,2,4",
+        help="worker counts for the several-processes run on PostgreSQL ('' to skip)",
+    )
+    parser.add_argument(
+        "--only-workers", action="store_true", help="run only the several-processes measurement"
+    )
+    parser.add_argument(
+        "--promql-repeats", type=int, default=10, help="runs of each PromQL query (bench/promql.py)"
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres"),
     )
@@ -282,15 +296,31 @@ def main(argv: list[str] | None = None) -> int:
         ]
     http_ceiling = float(np.median(http_runs))
     results = []
+    backends = [] if args.only_workers else args.backends.split(",")
     with tempfile.TemporaryDirectory(prefix="metrics-bench-") as tmp:
-        for name in args.backends.split(","):
+        for name in backends:
             print(f"benchmarking {name} with {work.samples:,} samples ...", flush=True)
             result = run_backend(name, work, args, Path(tmp))
             result["http_ceiling_req_s"] = http_ceiling
             result["single_ingest_ratio"] = result["single_ingest_req_s"] / http_ceiling
             results.append(result)
+    victoria: dict[str, Any] = {}
+    if results:
+        print("the same PromQL queries against VictoriaMetrics ...", flush=True)
+        with promql.VictoriaMetrics() as vm:
+            vm.load(work)
+            victoria = promql.measure(vm.base_url, work, args.promql_repeats, vm=True)
+    counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    several: list[dict[str, Any]] = []
+    if counts:
+        print(f"several workers on PostgreSQL: {counts} ...", flush=True)
+        several = workers.measure(args.postgres_url, counts, work, args)
     after = calibration.measure()
-    print(table(results))
+    if results:
+        print(table(results))
+        print("\n".join(promql.table_rows(results, victoria)))
+    if several:
+        print(workers.table(several))
     print(
         f"machine at the end: Python loop {after['python_loop_ms']:.0f} ms, "
         f"numpy sort {after['numpy_sort_ms']:.0f} ms"
@@ -306,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         "calibration": machine,
         "calibration_after": after,
         "http_ceiling_runs": http_runs,
+        "victoria_metrics_promql_ms": victoria,
     }
-    path.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    path.write_text(json.dumps({"meta": meta, "results": results, "workers": several}, indent=2))
     print(f"results written to {path.relative_to(ROOT)}")
     return 0
 

@@ -32,8 +32,9 @@ end
 
 
 class Server:
-    def __init__(self, env: dict[str, str], app: str = "app.main:app") -> None:
+    def __init__(self, env: dict[str, str], app: str = "app.main:app", workers: int = 1) -> None:
         self.app = app
+        self.workers = workers
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -56,6 +57,8 @@ class Server:
             "warning",
             "--no-access-log",
         ]
+        if self.workers > 1:
+            cmd += ["--workers", str(self.workers)]
         self.process = subprocess.Popen(cmd, cwd=ROOT, env=self.env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

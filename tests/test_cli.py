@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import ROOT, LiveServer, free_port
 
 T0_S = 1_764_763_200
@@ -81,3 +83,83 @@ def test_unreachable_service_missing_file_and_unknown_format(tmp_path: Path) -> 
     done = cli("import", str(other))
     assert done.returncode == 1
     assert "pass --format" in done.stderr
+
+
+def test_every_job_is_a_subcommand_and_every_subcommand_has_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from app.cli import COMMANDS, build_parser, main
+    from app.jobs.work import JOBS
+
+    names = [command.name for command in COMMANDS]
+    assert set(JOBS) <= set(names), "add a job(...) row to app.cli.COMMANDS"
+    top = build_parser().format_help()
+    for command in COMMANDS:
+        assert re.search(rf"^\s+{command.name}\s", top, re.M), top
+        with pytest.raises(SystemExit) as stopped:
+            main([command.name, "--help"])
+        assert stopped.value.code == 0
+        shown = capsys.readouterr().out
+        assert shown.startswith(f"usage: metrics-service {command.name} "), shown
+
+
+def test_version_and_the_old_job_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+    from app.version import __version__
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"], prog="python -m app.cli")
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == f"python -m app.cli {__version__}\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "app.jobs.rollup_job", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m app.jobs.rollup_job "), done.stdout
+
+
+def test_serve_refuses_bad_options_and_settings_clearly(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.cli import main
+    from app.config import get_settings
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["serve", "--workers", "0"])
+    assert stopped.value.code == 2
+    assert "--workers: must be at least 1, got 0" in capsys.readouterr().err
+    monkeypatch.setenv("MAX_BATCH", "lots")
+    try:
+        assert main(["serve", "--port", str(free_port())]) == 2
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    shown = capsys.readouterr().err
+    assert shown.startswith("error: invalid settings: MAX_BATCH: "), shown
+
+
+def test_migrate_and_a_job_pass_with_a_database_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.cli import main
+    from app.config import get_settings
+
+    url = f"sqlite:///{tmp_path / 'data' / 'metrics.db'}"
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///elsewhere.db")  # restored afterwards
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # the job command configures logging
+    try:
+        assert main(["migrate", "--database-url", url]) == 0
+        assert capsys.readouterr().out == "migrations applied\n"
+        assert main(["retention", "--once", "--database-url", url]) == 0
+        assert capsys.readouterr().out.startswith("retention: raw rows: 0")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        root.handlers[:], root.level = handlers, level
+    assert (tmp_path / "data" / "metrics.db").is_file()
+    assert not Path("elsewhere.db").exists()

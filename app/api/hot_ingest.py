@@ -16,6 +16,7 @@ the body read so far replayed, so each of those answers is written in one place 
 
 from __future__ import annotations
 
+import collections
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,8 +27,10 @@ import orjson
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from app.api.body import sample_body_limit
 from app.api.deps import key_in, presented_key
 from app.config import Settings
+from app.http_guard import Overloaded, body_budget
 from app.model import Sample
 from app.observability import RequestRecorder
 from app.protocols.native.items import parse_single
@@ -66,6 +69,9 @@ async def ingest(
     messages: list[Message] = []
     sample = await _plain_sample(scope, receive, messages, settings)
     if sample is None:
+        share = body_budget(scope)
+        if share is not None:
+            share.release()  # the route takes the body's bytes again as it reads it
         await framework(scope, _replay(messages, receive), send)
         return
     recorder.first_request(scope)
@@ -86,21 +92,27 @@ async def _plain_sample(
     scope: Scope, receive: Receive, messages: list[Message], settings: Settings
 ) -> Sample | None:
     """The sample, if the request is plain and acceptable; else None (the framework answers)."""
-    limit = settings.max_body_bytes
+    limit, _ = sample_body_limit(settings.max_body_bytes)
     for name, value in scope["headers"]:
         if name == b"content-length" and (not value.isdigit() or int(value) > limit):
             return None
     if settings.api_keys and not key_in(presented_key(Request(scope)), settings.api_keys):
         return None
-    size = 0
+    share, size = body_budget(scope), 0
     while True:
         message = await receive()
         messages.append(message)
         if message["type"] != "http.request":
             return None
-        size += len(message.get("body", b""))
+        chunk = len(message.get("body", b""))
+        size += chunk
         if size > limit:
             return None
+        if share is not None:
+            try:
+                share.take(chunk)
+            except Overloaded:
+                return None  # the route answers it, taking from the same budget
         if not message.get("more_body", False):
             break
     precision = _precision(scope["query_string"])
@@ -158,11 +170,11 @@ async def _no_body() -> Message:
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
     """A receive that gives back what was already read, then reads on."""
-    pending = list(messages)
+    pending = collections.deque(messages)  # popleft: a body in many chunks stays linear
 
     async def replay() -> Message:
         if pending:
-            return pending.pop(0)
+            return pending.popleft()
         return await receive()
 
     return replay

@@ -75,13 +75,16 @@ async def split_lines(
     chunks: AsyncIterator[bytes], limit: int = MAX_LINE_BYTES
 ) -> AsyncGenerator[bytes]:
     """The lines of a byte stream, without their `\\n` or `\\r\\n`, whatever the chunk borders.
-    Holds at most one line plus one chunk."""
+    Holds at most one line plus one chunk. Each byte is scanned once: a long line arriving in
+    many small chunks is searched for its end only in the new bytes."""
     pending = bytearray()
     number = 0
     async for chunk in chunks:
+        scanned = len(pending)  # the unfinished line before this chunk has no newline
         pending += chunk
         start = 0
-        while (end := pending.find(b"\n", start)) >= 0:
+        while (end := pending.find(b"\n", scanned)) >= 0:
+            scanned = end + 1
             number += 1
             if end - start > limit + 1:  # +1: a \r that ends the line is not part of it
                 raise LineTooLong(number, limit)
@@ -144,9 +147,11 @@ def _check_header(columns: list[str], where: str) -> list[str]:
                 f"{where}column {required!r} required (columns: metric_name, value, "
                 "optional timestamp, then one per label)"
             )
+    seen: set[str] = set()  # not columns.count(name): that is quadratic in the columns
     for name in columns:
-        if columns.count(name) > 1:
+        if name in seen:
             raise InvalidInput(f"{where}column {name!r} appears more than once")
+        seen.add(name)
         if name not in FIXED_COLUMNS and not LABEL_NAME_RE.fullmatch(name):
             raise InvalidInput(f"{where}label column {name!r} must match ^[a-zA-Z_][a-zA-Z0-9_]*$")
     return columns

@@ -108,10 +108,19 @@ def main(job: str, argv: list[str] | None = None, description: str | None = None
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_arguments(parser)
+    return run_command(job, parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every job's command line (also `metrics-service <job>`)."""
     parser.add_argument("--once", action="store_true", help="one pass, then exit (the default)")
     parser.add_argument("--loop", action="store_true", help="keep running every --interval")
     parser.add_argument("--interval", type=parse_duration, help="loop period, e.g. 60s, 1h")
-    args = parser.parse_args(argv)
+
+
+def run_command(job: str, args: argparse.Namespace) -> int:
+    """Run `job` as its parsed command line asks: one locked pass, or the loop until a signal."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
     upgrade(settings)

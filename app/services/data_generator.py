@@ -208,19 +208,26 @@ def _positive(kind: type[int] | type[float]) -> Any:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m app.services.data_generator",
-        description="Send synthetic metrics to the service: by default the points of the last "
+def build_parser(prog: str = "python -m app.services.data_generator") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The generator's options and help, on this parser (also `metrics-service generate`)."""
+    parser.description = (
+        "Send synthetic metrics to the service: by default the points of the last "
         "--duration seconds in one go through POST /backfill/import; with --live, one point per "
-        "series per --interval in real time through POST /metrics/ingest.",
-        epilog="Noise is Gaussian (sigma --noise, truncated at 3.5 sigma); spikes (patterns spike "
+        "series per --interval in real time through POST /metrics/ingest."
+    )
+    parser.epilog = (
+        "Noise is Gaussian (sigma --noise, truncated at 3.5 sigma); spikes (patterns spike "
         "and combined) are about 1% of the points (at least 1 from 20 points), --spike-sigmas "
-        "standard deviations of the spike-free signal high, at positions fixed by --seed.",
+        "standard deviations of the spike-free signal high, at positions fixed by --seed."
     )
     _add_data_options(parser)
     _add_delivery_options(parser)
-    return parser
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -429,7 +436,11 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return run(parser, parser.parse_args(argv))
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Send what the parsed options ask for; the exit code."""
     _validate(parser, args)
     sender, started = Sender(args.base_url, args.api_key), time.monotonic()
     prefix, code = "", 0

@@ -33,21 +33,28 @@ BEGIN_LOCKED = f"BEGIN; {SHARED_RETENTION_LOCK}"
 
 # Samples and the marks of all three resolutions in one statement. A mark that exists is touched
 # (row-locked) so a job claiming it concurrently waits for this commit (app.storage.dialect).
+# PostgreSQL runs the main statement first, then the data-modifying WITH parts from the last one
+# listed to the first: so samples, 1m, 5m, 1h, the order in which the pool's path
+# (dialect.write_samples) takes its row locks. Two processes writing the same rows, one on each
+# path, would otherwise deadlock (tests/storage/test_pg_small_writes.py).
 WRITE = """
-WITH samples_written AS (
-  INSERT INTO samples (series_id, ts, value)
-  SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[])
-  ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
-), marked_1m AS (
-  INSERT INTO rollup_dirty_1m (series_id, bucket) SELECT * FROM unnest($4::integer[], $5::bigint[])
+WITH marked_1h AS (
+  INSERT INTO rollup_dirty_1h (series_id, bucket) SELECT * FROM unnest($8::integer[], $9::bigint[])
   ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
 ), marked_5m AS (
   INSERT INTO rollup_dirty_5m (series_id, bucket) SELECT * FROM unnest($6::integer[], $7::bigint[])
   ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
+), marked_1m AS (
+  INSERT INTO rollup_dirty_1m (series_id, bucket) SELECT * FROM unnest($4::integer[], $5::bigint[])
+  ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
 )
-INSERT INTO rollup_dirty_1h (series_id, bucket) SELECT * FROM unnest($8::integer[], $9::bigint[])
-ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = EXCLUDED.bucket
+INSERT INTO samples (series_id, ts, value)
+SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[])
+ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
 """
+
+
+READ_ONLY_SQL = "SELECT current_setting('transaction_read_only') = 'on'"
 
 
 class SmallWrites:
@@ -55,6 +62,19 @@ class SmallWrites:
         self._dsn = dsn
         self._connect = dict(connect)
         self._conn: asyncpg.Connection | None = None
+        self._turn = asyncio.Lock()  # one conversation at a time: a write or a ping
+
+    async def ping(self) -> bool:
+        """A round trip on the connection writes use; True if the server is read-only (a
+        standby, or default_transaction_read_only)."""
+        async with self._turn:
+            conn = await self._connection()
+            try:
+                with driver_errors(READ_ONLY_SQL):
+                    return bool(await conn.fetchval(READ_ONLY_SQL))
+            except BaseException:
+                self._drop()
+                raise
 
     async def write(
         self,
@@ -70,6 +90,10 @@ class SmallWrites:
         args = [sids.tolist(), ts.tolist(), values.tolist()]
         for _, mark_sids, buckets in marks:
             args += [mark_sids.tolist(), buckets.tolist()]
+        async with self._turn:
+            await self._write(check, args)
+
+    async def _write(self, check: Callable[[dict[str, int]], None], args: list[Any]) -> None:
         conn = await self._begin()
         try:
             with driver_errors(HORIZONS_SQL):

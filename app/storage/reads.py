@@ -7,6 +7,7 @@ like the live tail (buckets at or after `materialized_until`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from app.services.rollup import Resolution, window_bounds
 from app.storage import dialect, schema
 
 ID_CHUNK = 1000
+MATCH_BLOCK = 2000  # series decoded and matched per turn of the event loop
 AGG_COLUMNS = ("count", "sum", "min", "max", "sumsq", "last")
 
 
@@ -56,11 +58,11 @@ async def find_series(
     for m in matchers:
         if m.is_exact:
             query = query.where(dialect.label_equals(conn, m.name, m.value))
-    refs = [
-        SeriesRef(sid, labels)
-        for sid, labels in await conn.execute(query)
-        if matches_all(matchers, labels)
-    ]
+    refs: list[SeriesRef] = []
+    rows = await conn.execute(query)
+    while block := rows.fetchmany(MATCH_BLOCK):  # a metric may have very many series: the
+        refs += [SeriesRef(sid, labels) for sid, labels in block if matches_all(matchers, labels)]
+        await asyncio.sleep(0)  # event loop gets a turn between blocks
     refs.sort(key=lambda ref: sorted(ref.labels.items()))
     return refs
 

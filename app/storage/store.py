@@ -9,12 +9,15 @@ answered only after commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -28,13 +31,30 @@ from app.matchers import Matcher
 from app.model import MetricMetadata, SampleBatch, SeriesKey
 from app.services.retention import RetentionPlan
 from app.services.rollup import RESOLUTIONS, Resolution
-from app.storage import dialect, locks, maintenance, metadata, reads, schema
-from app.storage.engine import Engines, asyncpg_dsn, make_engines, postgres_connect_args
+from app.storage import (
+    dialect,
+    faults,
+    locks,
+    maintenance,
+    metadata,
+    reads,
+    schema,
+    series_index,
+)
+from app.storage.engine import (
+    Engines,
+    asyncpg_dsn,
+    make_engines,
+    postgres_connect_args,
+    sqlite_path,
+)
 from app.storage.pg_small_writes import SmallWrites
 from app.storage.reads import RollupData, SeriesData, SeriesRef
+from app.storage.series_index import IndexedSeries, RollupWindows, TimeBounds
 from app.timeutil import format_ms, now_ms
 
 PARTITIONS_PER_TRANSACTION = 50
+DISK_FULL_BELOW_BYTES = 64 * 1024  # less free space than this: a SQLite write would not fit
 
 
 class UnknownMetric(LookupError):
@@ -48,6 +68,17 @@ class QueryTimeout(RuntimeError):
         super().__init__(
             f"the query ran longer than QUERY_TIMEOUT ({limit.total_seconds():g}s) and was"
             " cancelled; narrow the range or the label filters"
+        )
+
+
+class WriteTimeout(RuntimeError):
+    """A write that did not finish within DB_WRITE_TIMEOUT (PostgreSQL); its connection was
+    discarded, so nothing of it was committed."""
+
+    def __init__(self, limit: timedelta) -> None:
+        super().__init__(
+            f"the database did not complete the write within DB_WRITE_TIMEOUT "
+            f"({limit.total_seconds():g}s); nothing was written"
         )
 
 
@@ -79,6 +110,35 @@ class BeforeHorizon(Exception):
             f"already dropped raw data of metric {self.metric!r}; such samples cannot be rolled "
             "up exactly any more"
         )
+
+
+@dataclass
+class WritePath:
+    """What /db/status reports about writes (Store.write_path)."""
+
+    latency_ms: float
+    read_only: bool = False
+    free_bytes: int | None = None  # SQLite: free space on the database file's disk
+    last_fault: faults.Fault | None = None
+
+    @property
+    def problem(self) -> faults.Fault | None:
+        """Why writes fail now, if they do."""
+        if self.read_only:
+            return faults.Fault("read_only", "the database accepts no writes (read-only)")
+        if self.free_bytes is not None and self.free_bytes < DISK_FULL_BELOW_BYTES:
+            return faults.Fault("disk_full", f"{self.free_bytes} bytes free on its disk")
+        return self.last_fault
+
+
+def sqlite_disk(path: Path) -> tuple[bool, int]:
+    """(read-only, free bytes) of the file system holding a SQLite database."""
+    directory = path.parent if path.parent != Path("") else Path(".")
+    stats = os.statvfs(directory)
+    read_only = bool(stats.f_flag & os.ST_RDONLY) or not os.access(directory, os.W_OK)
+    if path.exists():
+        read_only = read_only or not os.access(path, os.W_OK)
+    return read_only, stats.f_bavail * stats.f_frsize
 
 
 @dataclass
@@ -162,10 +222,15 @@ class Store:
         self._metadata_written: dict[tuple[str, str], int] = {}  # (metric, fingerprint) -> ms
         self._partition_days: set[int] = set()
         self._write_lock = asyncio.Lock()
+        self._write_fault: faults.Fault | None = None
         self._small_writes = (
             SmallWrites(
                 asyncpg_dsn(settings.database_url),
-                postgres_connect_args(settings, name="metrics-service-ingest"),
+                postgres_connect_args(
+                    settings,
+                    name="metrics-service-ingest",
+                    read_timeout=settings.db_write_timeout.total_seconds(),
+                ),
             )
             if self.backend == "postgresql"
             else None
@@ -188,6 +253,37 @@ class Store:
             await conn.execute(text("SELECT 1"))
         return (time.perf_counter() - started) * 1000
 
+    async def write_path(self) -> WritePath:
+        """Whether writes can succeed now, as far as can be told without writing: a round trip on
+        the connection single-sample writes use (PostgreSQL; its read-only state too), or the
+        database file's disk (SQLite: free space, read-only), and the fault the last write met
+        (disk full, read-only) unless a write has succeeded since."""
+        started = time.perf_counter()
+        state = WritePath(latency_ms=0.0, last_fault=self._write_fault)
+        if self._small_writes is not None:
+            state.read_only = await self._small_writes.ping()
+        else:
+            path = sqlite_path(self.settings.database_url)
+            if path is not None:
+                state.read_only, state.free_bytes = sqlite_disk(path)
+            if not state.read_only:  # a read-only WAL database may not even open for a ping
+                await self.ping()
+        state.latency_ms = (time.perf_counter() - started) * 1000
+        return state
+
+    @contextlib.contextmanager
+    def _noting_faults(self) -> Iterator[None]:
+        """Remember a write's disk-full or read-only fault for /db/status; forget it once a
+        write succeeds."""
+        try:
+            yield
+        except Exception as exc:
+            fault = faults.classify(exc)
+            if fault is not None and fault.kind in ("disk_full", "read_only"):
+                self._write_fault = fault
+            raise
+        self._write_fault = None
+
     # -- writes -----------------------------------------------------------------------------
 
     async def append(self, batch: SampleBatch, *, all_or_nothing: bool = True) -> AppendResult:
@@ -196,9 +292,25 @@ class Store:
         samples are left out and reported."""
         if len(batch) == 0:
             return AppendResult(0)
-        async with self._write_lock:
-            await self._ensure_partitions(batch.ts)
-            return await self._append_locked(batch, all_or_nothing)
+        async with self._write_lock, self._write_deadline():
+            with self._noting_faults():
+                await self._ensure_partitions(batch.ts)
+                return await self._append_locked(batch, all_or_nothing)
+
+    @contextlib.asynccontextmanager
+    async def _write_deadline(self) -> AsyncIterator[None]:
+        """DB_WRITE_TIMEOUT on PostgreSQL, so the write lock is never held across a database
+        that stopped answering: past it the write is cancelled (its connection is discarded,
+        nothing commits) and WriteTimeout raised. SQLite writes are bounded by its busy
+        timeout and a local disk."""
+        if self.backend != "postgresql":
+            yield
+            return
+        try:
+            async with asyncio.timeout(self.settings.db_write_timeout.total_seconds()):
+                yield
+        except TimeoutError:
+            raise WriteTimeout(self.settings.db_write_timeout) from None
 
     async def _append_locked(self, batch: SampleBatch, all_or_nothing: bool) -> AppendResult:
         ids, missing = self._cached_ids(batch.keys)
@@ -402,7 +514,7 @@ class Store:
         ]
         if not rows:
             return 0
-        async with self._write_lock, self.engines.writer.begin() as conn:
+        async with self._write_lock, self._write_deadline(), self.engines.writer.begin() as conn:
             await metadata.upsert(conn, rows)
         for row in rows:
             self._metadata_written[(str(row["metric_name"]), str(row["fingerprint"]))] = now
@@ -462,6 +574,79 @@ class Store:
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
 
+    # -- series index and samples for the Prometheus query API (app.storage.series_index) ---
+
+    async def find_series_by_matchers(
+        self, matchers: Sequence[Matcher], bounds: TimeBounds | None = None
+    ) -> list[IndexedSeries]:
+        """Series of any metric matching every matcher (the metric name as `__name__`), in id
+        order; with `bounds`, only those with a sample in that range."""
+        try:
+            async with self._deadline(), self.engines.reader.connect() as conn:
+                return await series_index.find_series(conn, matchers, bounds)
+        except TimeoutError:
+            raise QueryTimeout(self.settings.query_timeout) from None
+
+    async def read_samples(
+        self, ids: Sequence[int], start_ms: int, end_ms: int, limit: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(series_id, ts, value) of these series in [start, end], by series and time, stale
+        markers and NaN included; at most `limit` rows."""
+        try:
+            async with self._deadline(), self.engines.reader.connect() as conn:
+                return await dialect.fetch_points(conn, ids, start_ms, end_ms, limit)
+        except TimeoutError:
+            raise QueryTimeout(self.settings.query_timeout) from None
+
+    async def rollup_windows(
+        self,
+        metric: str,
+        matchers: Sequence[Matcher],
+        res: Resolution,
+        start_ms: int,
+        end_ms: int,
+        edges: Sequence[int],
+    ) -> RollupWindows:
+        """What serving PromQL windows from rollups needs, read in one snapshot: the series of
+        `metric` matching `matchers` (labels without the name), their buckets starting in
+        [start, end], whether a NaN (not a stale marker) lies in [start, end + width), and
+        their samples at the `edges` timestamps."""
+        try:
+            async with self._deadline(), self.engines.reader.connect() as conn:
+                if self.backend == "postgresql":
+                    conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                refs = await reads.find_series(conn, metric, matchers)
+                if not refs:
+                    return RollupWindows([], [], False, *series_index.no_samples())
+                rollups, _ = await reads.select_rollup(conn, refs, res, start_ms, end_ms)
+                ids = [ref.id for ref in refs]
+                nan = await series_index.has_nan(conn, ids, start_ms, end_ms + res.ms - 1)
+                sids, ts, values = await series_index.samples_at(conn, ids, edges)
+                return RollupWindows(refs, rollups, nan, sids, ts, values)
+        except TimeoutError:
+            raise QueryTimeout(self.settings.query_timeout) from None
+
+    async def label_names(self, bounds: TimeBounds | None = None) -> list[str]:
+        """All label names (with `__name__`); with `bounds`, of series with samples there."""
+        async with self.engines.reader.connect() as conn:
+            if bounds is None:
+                return await series_index.label_names(conn)
+            names = {series_index.NAME}
+            found = await series_index.find_series(conn, [], bounds)
+            for series in found:
+                names.update(series.labels)
+            return sorted(names) if found else []
+
+    async def label_values(self, name: str, bounds: TimeBounds | None = None) -> list[str]:
+        """All values of one label (`__name__`: metric names), optionally within bounds."""
+        async with self.engines.reader.connect() as conn:
+            if bounds is None:
+                return await series_index.label_values(conn, name)
+            if name == series_index.NAME:
+                return await series_index.metric_names(conn, bounds)
+            found = await series_index.find_series(conn, [], bounds)
+            return sorted({s.labels[name] for s in found if name in s.labels})
+
     # -- jobs --------------------------------------------------------------------------------
 
     def job_lock(self, wait_seconds: float) -> AbstractAsyncContextManager[None]:
@@ -469,8 +654,9 @@ class Store:
 
     async def materialize(self, res: Resolution, closed_before: int) -> int:
         """Recompute the invalidated closed buckets of one resolution (caller holds job_lock)."""
-        async with self._write_lock, self.engines.writer.begin() as conn:
-            return await maintenance.materialize(conn, res, closed_before)
+        with self._noting_faults():
+            async with self._write_lock, self.engines.writer.begin() as conn:
+                return await maintenance.materialize(conn, res, closed_before)
 
     async def apply_retention(
         self, plan: RetentionPlan, closed: Mapping[str, int]

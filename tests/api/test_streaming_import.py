@@ -129,6 +129,21 @@ def test_split_lines_handles_any_chunk_border() -> None:
         asyncio.run(collect([b"ok\n", b"12345", b"678901"], 10))
 
 
+def test_a_long_line_in_tiny_chunks_is_one_line() -> None:
+    """Each new chunk is searched for a line end, not the whole unfinished line again."""
+    line = b"x" * (256 * 1024)
+
+    async def source() -> AsyncIterator[bytes]:
+        for start in range(0, len(line), 8):
+            yield line[start : start + 8]
+        yield b"\r\nnext"
+
+    async def collect() -> list[bytes]:
+        return [found async for found in split_lines(source())]
+
+    assert asyncio.run(collect()) == [line, b"next"]
+
+
 # -- beyond MAX_BATCH and MAX_BODY_BYTES ------------------------------------------------------
 
 

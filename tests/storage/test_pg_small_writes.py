@@ -76,3 +76,71 @@ def test_a_close_not_yet_noticed_costs_no_write(database_url: str, backend: str)
             await store.close()
 
     assert asyncio.run(scenario()) == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+ORDER_LOG = """
+CREATE TABLE write_order_log (n bigserial, tx bigint, tbl text);
+CREATE FUNCTION log_write_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO write_order_log (tx, tbl) VALUES (txid_current(), TG_TABLE_NAME);
+  RETURN NULL;
+END $$;
+"""
+LOGGED = ("samples", "rollup_dirty_1m", "rollup_dirty_5m", "rollup_dirty_1h")
+
+
+def test_both_write_paths_lock_the_tables_in_the_same_order(
+    database_url: str, backend: str
+) -> None:
+    """Several server processes write at once, one through the pool (series new to it) and one
+    through its kept connection: if the two statements took their row locks table by table in
+    different orders they could deadlock (they did: the kept connection's one statement ran its
+    parts in the reverse order of the pool's). A BEFORE STATEMENT trigger on each table logs the
+    order each write reaches them."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL only")
+    now = int(time.time() * 1000) - 60_000
+    key = series_key("cpu", b'{"host":"a"}')
+
+    async def admin(*statements: str) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            for statement in statements[:-1]:
+                await conn.execute(statement)
+            return list(await conn.fetch(statements[-1]))
+        finally:
+            await conn.close()
+
+    triggers = [
+        f"CREATE TRIGGER log_order BEFORE INSERT ON {t} FOR EACH STATEMENT"
+        " EXECUTE FUNCTION log_write_order()"
+        for t in LOGGED
+    ]
+
+    async def scenario() -> list[list[str]]:
+        await admin(ORDER_LOG, *triggers, "SELECT 1")
+        store = Store.open(test_settings(database_url))
+        try:
+            await store.append(merge([Sample(key, now, 1.0)])[0])  # a new series: the pool
+            await store.append(merge([Sample(key, now + 1, 2.0)])[0])  # the kept connection
+        finally:
+            await store.close()
+        rows = await admin("SELECT tx, tbl FROM write_order_log ORDER BY n")
+        by_tx: dict[int, list[str]] = {}
+        for row in rows:
+            by_tx.setdefault(row["tx"], []).append(row["tbl"])
+        return list(by_tx.values())
+
+    try:
+        orders = asyncio.run(scenario())
+    finally:
+        drops = [f"DROP TRIGGER IF EXISTS log_order ON {t}" for t in LOGGED]
+        asyncio.run(
+            admin(
+                *drops,
+                "DROP TABLE IF EXISTS write_order_log",
+                "DROP FUNCTION IF EXISTS log_write_order()",
+            )
+        )
+    assert len(orders) == 2, orders
+    assert orders[0] == orders[1] == list(LOGGED)

@@ -1,28 +1,23 @@
 """The dashboard page, its own static files, and an allow-list of vendored npm files.
 
-Chart.js is installed from the npm registry (`package.json` + `package-lock.json`, `npm ci`) into
-`node_modules/` at the project root; only the files named in `VENDOR_FILES` are served from there.
-Set `ASSETS_DIR` to serve them from another `node_modules` directory.
+Chart.js, Swagger UI and ReDoc are installed from the npm registry (`package.json` +
+`package-lock.json`, `npm ci`); only the files named in `app.assets.VENDOR_FILES` are served, from
+the places `app.assets` describes (the installed package, or `node_modules/` of a checkout).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Final
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 
+from app.assets import INSTALL_HINT, VENDOR_FILES, vendor_path
+
 PACKAGE_DIR: Final = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH: Final = PACKAGE_DIR / "templates" / "dashboard.html"
 STATIC_DIR: Final = PACKAGE_DIR / "static"
-
-# URL path under /vendor/ -> file path inside node_modules.
-VENDOR_FILES: Final[dict[str, str]] = {
-    "chart.js/chart.umd.min.js": "chart.js/dist/chart.umd.min.js",
-    "chart.js/chart.umd.min.js.map": "chart.js/dist/chart.umd.min.js.map",
-}
 
 MEDIA_TYPES: Final[dict[str, str]] = {
     ".js": "text/javascript; charset=utf-8",
@@ -33,8 +28,6 @@ MEDIA_TYPES: Final[dict[str, str]] = {
     ".ico": "image/x-icon",
 }
 
-INSTALL_HINT: Final = "front-end assets are not installed: run `make install` (or `npm ci`)"
-
 # The page loads scripts and styles only from this origin and talks only to this origin.
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -42,21 +35,6 @@ CONTENT_SECURITY_POLICY: Final = (
 )
 
 router = APIRouter(tags=["dashboard"])
-
-
-def assets_dir() -> Path:
-    """The `node_modules` directory the vendored files come from."""
-    override = os.environ.get("ASSETS_DIR")
-    return Path(override) if override else PACKAGE_DIR.parent / "node_modules"
-
-
-def vendor_path(name: str) -> Path | None:
-    """The file behind `/vendor/{name}` when it is allow-listed and installed."""
-    relative = VENDOR_FILES.get(name)
-    if relative is None:
-        return None
-    path = assets_dir() / relative
-    return path if path.is_file() else None
 
 
 def render_dashboard() -> str:

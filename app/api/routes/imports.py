@@ -58,7 +58,7 @@ async def import_json_lines(
     "timestamps": [ms, ...]}`; values may be `null` or `"NaN"`, `"Inf"`, `"-Inf"`. Answers 204
     once committed; bad lines are refused (400 naming them) and the good ones stored."""
     accepting_writes(request)
-    body = await read_decoded(request, settings.max_body_bytes)
+    body = bytes(await read_decoded(request, settings.max_body_bytes))
     builder, report = SeriesBuilder(), WriteReport(unit="lines")
     vmimport.read_body(body, builder, report, extra)
     bounds = TimeBounds.starting_now(settings.max_future_skew)
@@ -105,7 +105,7 @@ async def import_prometheus_text(
     accepting_writes(request)
     bounds = TimeBounds.starting_now(settings.max_future_skew)
     default_ms = default_timestamp(timestamp, bounds.now_ms)
-    body = await read_decoded(request, settings.max_body_bytes)
+    body = bytes(await read_decoded(request, settings.max_body_bytes))
     builder, report = SeriesBuilder(), WriteReport(unit="lines")
     metadata = promtext.read_body(body, default_ms, builder, report, extra)
     if metadata:

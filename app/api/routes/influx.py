@@ -68,7 +68,7 @@ async def _write(
 ) -> Response:
     accepting_writes(request)
     unit = precision_of(precision)
-    body = await read_decoded(request, settings.max_body_bytes)
+    body = bytes(await read_decoded(request, settings.max_body_bytes))
     bounds = TimeBounds.starting_now(settings.max_future_skew)
     builder, report = SeriesBuilder(), WriteReport(unit="lines", influx=True)
     read_body(body, unit, db, bounds.now_ms, builder, report, extra)

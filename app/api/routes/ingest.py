@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app import observability
-from app.api.body import read_json
+from app.api.body import parse_import_body, read_decoded, read_json, sample_body_limit
 from app.api.deps import CommitterDep, PrecisionParam, SettingsDep, StoreDep, WriteKey
 from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
@@ -24,9 +24,10 @@ from app.errors import (
     Unavailable,
     responses_for,
 )
-from app.protocols.native.items import parse_import, parse_single
+from app.http_guard import BodyTimeout, Overloaded
+from app.protocols.native.items import parse_single
 from app.schemas import BackfillResponse, IngestResponse
-from app.storage.store import BeforeHorizon, CardinalityExceeded
+from app.storage.store import BeforeHorizon, CardinalityExceeded, WriteTimeout
 from app.validation import BatchTooLarge, InvalidInput, TimeBounds
 
 router = APIRouter(tags=["ingestion"], dependencies=[WriteKey])
@@ -39,7 +40,10 @@ ERRORS = responses_for(
     InvalidInput,
     BeforeHorizon,
     CardinalityExceeded,
+    BodyTimeout,
     Unavailable,
+    WriteTimeout,
+    Overloaded,
 )
 
 
@@ -65,7 +69,7 @@ async def ingest(
     """Answers 201 once the sample is committed. The same series and timestamp written twice
     keeps the last value. A numeric `timestamp` is in `precision` (default seconds); one that is
     no time in seconds but is in ms, us or ns gets a 422 that says which `precision` to send."""
-    body = await read_json(request, settings.max_body_bytes)
+    body = await read_json(request, *sample_body_limit(settings.max_body_bytes))
     sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew), precision)
     await committer.submit(sample)
     observability.count_ingested(request, 1)
@@ -157,10 +161,10 @@ async def backfill(
         if size > settings.max_batch:
             raise InvalidInput(f"chunk_size: {size} is more than MAX_BATCH ({settings.max_batch})")
         return await stream_import(request, store, settings.max_future_skew, fmt, size, precision)
-    body = await read_json(request, settings.max_body_bytes)
-    batch = parse_import(
-        body, TimeBounds.starting_now(settings.max_future_skew), settings.max_batch, precision
-    )
+    body = await read_decoded(request, settings.max_body_bytes)
+    bounds = TimeBounds.starting_now(settings.max_future_skew)
+    batch = await parse_import_body(body, bounds, settings.max_batch, precision)
+    del body  # the batch holds what is needed; the write may take a while
     result = await store.append(batch, all_or_nothing=True)
     observability.count_ingested(request, result.written)
     return {"status": "ok", "imported": result.written, "series": len(batch.keys)}

@@ -75,7 +75,7 @@ async def remote_write(request: Request, settings: SettingsDep, store: StoreDep)
     accepting_writes(request)
     check_media(request)
     limit = settings.max_body_bytes
-    decoded = decode_write_request(snappy_block(await read_body(request, limit), limit))
+    decoded = decode_write_request(snappy_block(bytes(await read_body(request, limit)), limit))
     if decoded.metadata:
         await store.record_metadata(decoded.metadata)
     bounds = TimeBounds.starting_now(settings.max_future_skew)

@@ -21,6 +21,7 @@ from app.model import Sample, SampleBatch
 from app.protocols.builder import SeriesBuilder
 from app.timeutil import Precision, numbers_to_ms, parse_rfc3339_array
 from app.validation import (
+    LABEL_CACHE_SIZE,
     MAX_ABS_VALUE,
     BatchTooLarge,
     InvalidInput,
@@ -64,7 +65,9 @@ class BatchBuilder(SeriesBuilder):
             except TypeError:  # an unhashable value: let check_labels name it
                 return check_labels(labels, where)
             if cached is None:
-                cached = self._labels[key] = check_labels(labels, where)
+                cached = check_labels(labels, where)
+                if len(self._labels) < LABEL_CACHE_SIZE:  # all-distinct label sets: no copies
+                    self._labels[key] = cached
             return cached
         return check_labels(labels, where)
 
@@ -96,11 +99,12 @@ class BatchBuilder(SeriesBuilder):
         metric, labels_json, ts, value = self.item_fields(item, where)
         self.add_at(self.slot(series_key(metric, labels_json)), ts, value)
 
-    def add_items(self, items: list[object], prefix: str) -> None:
-        """Every item of a list; the first bad one named as `prefix[i]`."""
+    def add_items(self, items: list[object], prefix: str, first: int = 0) -> None:
+        """Every item of a list (numbered from `first`); the first bad one named as
+        `prefix[i]`."""
         if len(items) >= BULK_FROM and self._add_items_in_bulk(items):
             return
-        for i, item in enumerate(items):
+        for i, item in enumerate(items, first):
             self.add_item(item, f"{prefix}[{i}].")
 
     def _add_items_in_bulk(self, items: list[object]) -> bool:
@@ -235,6 +239,23 @@ def parse_import(
             builder.add_series_entry(entry, f"series[{i}].")
             check_size(len(builder), max_batch)
     return builder.build()
+
+
+IMPORT_ARRAYS = frozenset({"metrics", "series"})
+
+
+def add_import_slice(
+    builder: BatchBuilder, key: str, first: int, elements: list[object], max_batch: int
+) -> None:
+    """A slice of the `metrics` or `series` array of an import (app.jsonsplit), elements
+    numbered from `first`: checked as parse_import checks the whole array."""
+    if key == "metrics":
+        check_size(len(builder) + len(elements), max_batch)
+        builder.add_items(elements, "metrics", first)
+        return
+    for i, entry in enumerate(elements, first):
+        builder.add_series_entry(entry, f"series[{i}].")
+        check_size(len(builder), max_batch)
 
 
 def check_size(count: int, max_batch: int) -> None:

@@ -10,8 +10,10 @@ export function render(background) {
   if (!background) view.page = 0;
   view.rows = buildRows();
   const points = view.rows.length;
-  const rollupText = query.rollup === "raw" ? "raw" : `${query.rollup} avg`;
-  const auto = state.rollup === "auto" ? " (auto)" : "";
+  const rollupText = query.promql
+    ? `PromQL, step ${query.step}s`
+    : query.rollup === "raw" ? "raw" : `${query.rollup} avg`;
+  const auto = state.rollup === "auto" && !query.promql ? " (auto)" : "";
   $("chart-title").textContent = `${result.metric_name} · ${rollupText}${auto}`;
   const parts = [`${result.series.length} series`, `${points.toLocaleString()} points`];
   if (anomalies) {

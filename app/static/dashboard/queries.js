@@ -1,6 +1,7 @@
 // The queries behind the page: which data to ask for, and loading it (newest request wins).
 
 import { api } from "./api.js";
+import { buildPromQuery, fromMatrix } from "./promql.js";
 import { fillMetricSelect } from "./controls.js";
 import { parseFilter } from "./filter.js";
 import {
@@ -66,6 +67,16 @@ export async function load({ background = false } = {}) {
   view.busy = true;
   setStatus("Loading…");
   try {
+    if (state.expr) {
+      const query = buildPromQuery();
+      view.query = query;
+      const body = await api(query.path, query.params, controller.signal);
+      if (seq !== view.seq) return;
+      Object.assign(view, { result: fromMatrix(body), anomalies: null });
+      clearError();
+      render(background);
+      return;
+    }
     if (!state.metric) {
       if (view.error) clearData("Nothing to show", "The request failed: see the message above.");
       else showNoMetrics();

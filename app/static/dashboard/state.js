@@ -7,6 +7,7 @@ export const ROLLUPS = ["auto", "raw", ...Object.keys(WINDOWS)];
 export const REFRESH = { off: 0, "10s": 10_000, "1m": 60_000 };
 export const DEFAULTS = Object.freeze({
   metric: "", range: "1h", rollup: "auto", filter: "", anomalies: false, threshold: 3, refresh: "off",
+  expr: "",
 });
 export const RAW_LIMIT = 100_000; // points per raw query; reaching it means the answer was cut short
 export const MAX_BUCKETS = 1_500; // "auto": the finest window giving at most this many points per series

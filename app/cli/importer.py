@@ -1,10 +1,7 @@
-"""Command-line client of the service.
+"""`metrics-service import FILE` (also `python -m app.cli import FILE`).
 
-    python -m app.cli import FILE [--base-url URL] [--format ndjson|csv] [--chunk-size N]
-                                  [--api-key KEY]
-
-`import` streams an NDJSON or CSV file to `POST /backfill/import` without reading it into memory
-(a progress bar on a terminal), and prints what was imported. On an error it prints the server's
+Streams an NDJSON or CSV file to `POST /backfill/import` without reading it into memory (a
+progress bar on a terminal), and prints what was imported. On an error it prints the server's
 message and how much was committed before it, and exits non-zero.
 """
 
@@ -31,28 +28,23 @@ class CliError(Exception):
     """A failure to report in one line, without a traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    imp = commands.add_parser(
-        "import",
-        help="stream an NDJSON or CSV file to POST /backfill/import",
-        description="Stream an NDJSON or CSV file to POST /backfill/import, committed in chunks.",
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Stream an NDJSON or CSV file to POST /backfill/import, committed in chunks."
     )
-    imp.add_argument("file", type=Path, metavar="FILE", help="an .ndjson/.jsonl or .csv file")
-    imp.add_argument("--base-url", default="http://127.0.0.1:8000", help="the service's URL")
-    imp.add_argument(
+    parser.add_argument("file", type=Path, metavar="FILE", help="an .ndjson/.jsonl or .csv file")
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="the service's URL")
+    parser.add_argument(
         "--format", choices=sorted(CONTENT_TYPES), help="file format (default: from the extension)"
     )
-    imp.add_argument(
+    parser.add_argument(
         "--chunk-size", type=int, help="samples per committed transaction (server default 10,000)"
     )
-    imp.add_argument(
+    parser.add_argument(
         "--api-key",
         default=os.environ.get("METRICS_API_KEY"),
         help="write key, when the service sets API_KEYS (default: $METRICS_API_KEY)",
     )
-    return parser
 
 
 def guess_format(path: Path, given: str | None) -> str:
@@ -129,22 +121,14 @@ def import_file(args: argparse.Namespace) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run `import`: the summary line and 0, or the error on stderr and 1."""
     try:
-        if args.command == "import":
-            print(import_file(args))
-    except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
+        print(import_file(args))
+    except (CliError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; chunks committed so far stay committed", file=sys.stderr)
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
