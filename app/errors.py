@@ -30,8 +30,8 @@ from app.http_guard import OVERLOAD_RETRY_AFTER, BodyTimeout, Overloaded
 from app.matchers import MatcherError
 from app.storage.faults import classify
 from app.storage.store import (
-    BeforeHorizon,
     CardinalityExceeded,
+    HistoryConflict,
     QueryTimeout,
     UnknownMetric,
     WriteTimeout,
@@ -96,7 +96,9 @@ RULES: Mapping[type[Exception], Rule] = {
     RequestValidationError: Rule(422, "validation", "A parameter broken; `detail` names it", 400),
     MatcherError: Rule(422, "validation", "A label filter that cannot be parsed", 400),
     TimeParseError: Rule(422, "validation", "A time that cannot be read", 400),
-    BeforeHorizon: Rule(422, "retention", "Older than data retention has dropped", 400),
+    HistoryConflict: Rule(
+        422, "retention", "History into a rollup bucket that already holds data", 400
+    ),
     CardinalityExceeded: Rule(429, "cardinality", "Cardinality limit reached", 400),
     BodyTimeout: Rule(408, "slow_body", "Body sent too slowly (HTTP_BODY_TIMEOUT, _MIN_RATE)"),
     Unavailable: Rule(503, "unavailable", "Database unavailable; retry after `Retry-After`"),
@@ -206,7 +208,7 @@ def error_response(
 def detail_of(exc: BaseException) -> str:
     if isinstance(exc, RequestValidationError):
         return "; ".join(f"{_field_path(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
-    if isinstance(exc, BeforeHorizon):
+    if isinstance(exc, HistoryConflict):
         return f"sample {exc.position}: {exc}"
     if isinstance(exc, UnknownMetric):
         return f"metric_name: unknown metric {exc.args[0]!r}"

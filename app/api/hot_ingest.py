@@ -29,6 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.api.body import sample_body_limit
 from app.api.deps import key_in, presented_key
+from app.api.responses import INGEST_ANSWERS
 from app.config import Settings
 from app.http_guard import Overloaded, body_budget
 from app.model import Sample
@@ -39,11 +40,10 @@ from app.timeutil import PRECISIONS, Precision
 from app.validation import TimeBounds
 
 ROUTE = "/metrics/ingest"
-ANSWER = b'{"status":"ok"}'
-ANSWER_HEADERS = [
-    (b"content-length", str(len(ANSWER)).encode()),
-    (b"content-type", b"application/json"),
-]
+ANSWER_HEADERS = {
+    kind: [(b"content-length", str(len(answer)).encode()), (b"content-type", b"application/json")]
+    for kind, answer in INGEST_ANSWERS.items()
+}
 
 ASGICall = Callable[[Scope, Receive, Send], Awaitable[None]]
 Handlers = Mapping[Any, Callable[..., Any]]  # the app's exception handlers, by class
@@ -77,15 +77,15 @@ async def ingest(
     recorder.first_request(scope)
     with recorder.tracking(scope, started, ROUTE) as outcome:
         try:
-            await committer.submit(sample)
+            kind = await committer.submit(sample)
         except Exception as exc:
             outcome.status = await _refusal(scope, send, exc, handlers, recorder, started)
             return
         recorder.metrics.ingested.inc()
         outcome.status = 201
-        headers = [*ANSWER_HEADERS, recorder.server_timing(started)]
+        headers = [*ANSWER_HEADERS[kind], recorder.server_timing(started)]
         await send({"type": "http.response.start", "status": 201, "headers": headers})
-        await send({"type": "http.response.body", "body": ANSWER})
+        await send({"type": "http.response.body", "body": INGEST_ANSWERS[kind]})
 
 
 async def _plain_sample(

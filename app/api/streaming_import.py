@@ -27,10 +27,12 @@ from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
 from app import observability
+from app.api.responses import write_counts
 from app.errors import BadRequest, LineTooLong, rule_of, status_of
 from app.matchers import LABEL_NAME_RE
 from app.protocols.native.items import BatchBuilder
-from app.storage.store import BeforeHorizon, CardinalityExceeded, Store
+from app.schemas import WRITE_COUNTS
+from app.storage.store import AppendResult, CardinalityExceeded, HistoryConflict, Store
 from app.timeutil import Precision
 from app.validation import InvalidInput, TimeBounds
 
@@ -48,9 +50,12 @@ class StreamingImportResponse(BaseModel):
     """The answer to a streaming (NDJSON or CSV) import."""
 
     status: str = "ok"
-    imported: int = Field(description="Samples written.")
+    imported: int = Field(description="Samples stored: raw + rollups_only.")
     lines: int = Field(description="Lines read, counting the CSV header and empty lines.")
     chunks: int = Field(description="Transactions committed, one per `chunk_size` samples.")
+    raw: int = Field(description=WRITE_COUNTS["raw"])
+    rollups_only: int = Field(description=WRITE_COUNTS["rollups_only"])
+    beyond_retention: int = Field(description=WRITE_COUNTS["beyond_retention"])
 
 
 def streaming_format(content_type: str | None) -> Format | None:
@@ -197,6 +202,7 @@ class ChunkedImport:
     chunks: int = 0
     committed_lines: int = 0
     lines: int = 0
+    done: AppendResult = field(default_factory=AppendResult)  # counts of the committed chunks
     _builder: BatchBuilder | None = None
     _line_numbers: list[int] = field(default_factory=list)
 
@@ -216,18 +222,25 @@ class ChunkedImport:
             return
         try:
             result = await self.store.append(builder.build(), all_or_nothing=True)
-        except BeforeHorizon as exc:
+        except HistoryConflict as exc:
             raise StreamFailure(exc, f"line {numbers[exc.position]}: {exc}") from None
         except CardinalityExceeded as exc:
             raise StreamFailure(exc, f"lines {numbers[0]}-{numbers[-1]}: {exc}") from None
         observability.count_ingested(self.request, result.written)
         self.imported += result.written
+        self.done.raw += result.raw
+        self.done.rollups_only += result.rollups_only
+        self.done.beyond_retention += result.beyond_retention
         self.chunks += 1
         self.committed_lines = numbers[-1]
         self._builder, self._line_numbers = None, []
 
     def report(self) -> dict[str, object]:
-        return {"imported": self.imported, "committed_lines": self.committed_lines}
+        return {
+            "imported": self.imported,
+            "committed_lines": self.committed_lines,
+            **write_counts(self.done),
+        }
 
 
 async def _consume(lines: AsyncIterator[bytes], job: ChunkedImport, fmt: Format) -> None:
@@ -298,5 +311,7 @@ async def stream_import(
             if isinstance(exc, StreamFailure):
                 return _failure(exc.cause, exc.detail, job)
             return _failure(exc, str(exc), job)
-    answer = StreamingImportResponse(imported=job.imported, lines=job.lines, chunks=job.chunks)
+    answer = StreamingImportResponse(
+        imported=job.imported, lines=job.lines, chunks=job.chunks, **write_counts(job.done)
+    )
     return JSONResponse(answer.model_dump(), status_code=201)

@@ -2,7 +2,8 @@
 
 A rollup answer is exact at read time. Buckets before the resolution's `materialized_until` come
 from the rollup table, except buckets with a pending invalidation, which are aggregated from raw
-like the live tail (buckets at or after `materialized_until`).
+like the live tail (buckets at or after `materialized_until`); merged history (buckets without
+raw samples) comes from the rollup table wherever it lies.
 """
 
 from __future__ import annotations
@@ -163,10 +164,13 @@ async def select_rollup(
 
 
 def _stored_sql(res: Resolution, ids: str) -> str:
+    """Stored buckets without a pending mark. Those the job wrote start before
+    `materialized_until` (it only computes closed buckets, then moves it past them); those at or
+    after it hold merged history, which has no raw samples for the live tail to count again."""
     return (
         "SELECT r.series_id, r.bucket, r.count, r.sum, r.min, r.max, r.sumsq, r.last, r.last_ts"
         f" FROM rollup_{res.name} r WHERE r.series_id IN ({ids}) AND r.bucket >= :lo"
-        " AND r.bucket <= :hi AND r.bucket < :mu AND NOT EXISTS (SELECT 1 FROM"
+        " AND r.bucket <= :hi AND NOT EXISTS (SELECT 1 FROM"
         f" rollup_dirty_{res.name} d WHERE d.series_id = r.series_id AND d.bucket = r.bucket)"
     )
 

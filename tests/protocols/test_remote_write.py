@@ -284,3 +284,26 @@ def test_an_unavailable_database_is_503_with_retry_after(
                 lock.close()
     assert answer.status_code == 503, answer.text
     assert answer.headers["retry-after"].isdigit()
+
+
+def test_history_goes_to_rollups_and_beyond_retention_is_counted(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """#12's rules for old data hold here too: older than raw retention (7d) into the rollups
+    that still hold its time, older than every retention counted and not stored."""
+    rw = make_client(
+        retention_raw="7d", retention_1m="30d", retention_5m="90d", retention_1h="365d"
+    )
+    day = 86_400_000
+    old, ancient = (BASE_MS // 3_600_000 - 30 * 24) * 3_600_000, BASE_MS - 400 * day
+    series = [({"__name__": "hist"}, [(old, 4.0), (old + 60_000, 6.0), (ancient, 1.0)])]
+    answer = remote_write(rw, series)
+    assert answer.status_code == 204, answer.text
+    labels = {"protocol": "remote_write"}
+    assert counter(rw, "metrics_protocol_old_samples_total", kind="rollups_only", **labels) == 2
+    assert counter(rw, "metrics_protocol_old_samples_total", kind="beyond_retention", **labels) == 1
+    window = {"start_time": old // 1000, "end_time": old // 1000 + 3600}
+    answer = rw.get("/query/rollup", params={"metric_name": "hist", "window": "1h", **window})
+    assert answer.status_code == 200, answer.text
+    [bucket] = answer.json()["series"][0]["points"]
+    assert (bucket["count"], bucket["sum"]) == (2, 10.0)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from app import observability
 from app.api.body import parse_import_body, read_decoded, read_json, sample_body_limit
 from app.api.deps import CommitterDep, PrecisionParam, SettingsDep, StoreDep, WriteKey
+from app.api.responses import INGEST_ANSWERS, write_counts
 from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
     MAX_LINE_BYTES,
@@ -27,7 +28,7 @@ from app.errors import (
 from app.http_guard import BodyTimeout, Overloaded
 from app.protocols.native.items import parse_single
 from app.schemas import BackfillResponse, IngestResponse
-from app.storage.store import BeforeHorizon, CardinalityExceeded, WriteTimeout
+from app.storage.store import CardinalityExceeded, HistoryConflict, WriteTimeout
 from app.validation import BatchTooLarge, InvalidInput, TimeBounds
 
 router = APIRouter(tags=["ingestion"], dependencies=[WriteKey])
@@ -38,7 +39,7 @@ ERRORS = responses_for(
     PayloadTooLarge,
     BatchTooLarge,
     InvalidInput,
-    BeforeHorizon,
+    HistoryConflict,
     CardinalityExceeded,
     BodyTimeout,
     Unavailable,
@@ -66,18 +67,17 @@ async def ingest(
     committer: CommitterDep,
     precision: PrecisionParam = "s",
 ) -> Response:
-    """Answers 201 once the sample is committed. The same series and timestamp written twice
-    keeps the last value. A numeric `timestamp` is in `precision` (default seconds); one that is
-    no time in seconds but is in ms, us or ns gets a 422 that says which `precision` to send."""
+    """Answers 201 once the sample is committed, saying whether it was stored raw, merged into
+    the rollups only (older than the raw data retention) or is beyond every retention (not
+    stored). The same series and timestamp written twice keeps the last value. A numeric
+    `timestamp` is in `precision` (default seconds); one that is no time in seconds but is in
+    ms, us or ns gets a 422 that says which `precision` to send."""
     body = await read_json(request, *sample_body_limit(settings.max_body_bytes))
     sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew), precision)
-    await committer.submit(sample)
+    kind = await committer.submit(sample)
     observability.count_ingested(request, 1)
     # A ready answer: the hottest route skips serializing a dict through IngestResponse.
-    return Response(INGESTED, status_code=201, media_type="application/json")
-
-
-INGESTED = b'{"status":"ok"}'
+    return Response(INGEST_ANSWERS[kind], status_code=201, media_type="application/json")
 
 
 NDJSON_EXAMPLE = (
@@ -167,4 +167,9 @@ async def backfill(
     del body  # the batch holds what is needed; the write may take a while
     result = await store.append(batch, all_or_nothing=True)
     observability.count_ingested(request, result.written)
-    return {"status": "ok", "imported": result.written, "series": len(batch.keys)}
+    return {
+        "status": "ok",
+        "imported": result.written,
+        "series": len(batch.keys),
+        **write_counts(result),
+    }

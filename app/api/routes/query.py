@@ -46,17 +46,21 @@ async def query_raw(
     settings: SettingsDep,
     limit: Annotated[int, Query(gt=0, description="Most points in the answer.")] = 100_000,
 ) -> FastJSON | StreamingResponse:
-    """Points ascending by time; series ordered by their labels. `truncated` says whether `limit`
-    (capped at MAX_QUERY_POINTS) cut the answer short. Answers of more than 50,000 points are
-    streamed in chunks."""
+    """Points ascending by time; series ordered by their labels, those without a point in the
+    range left out. `raw_retained_from`: raw samples of the metric are kept from then on (older
+    data is in the rollups that retain it). `truncated` says whether `limit` (capped at
+    MAX_QUERY_POINTS) cut the answer short. Answers of more than 50,000 points are streamed in
+    chunks."""
     limit = min(limit, settings.max_query_points)
-    series, truncated = await store.select_raw(
+    selection = await store.read_raw(
         metric_name, filters, time_range.start_ms, time_range.end_ms, limit
     )
+    series, truncated = selection.series, selection.truncated
     head: dict[str, object] = {
         "metric_name": metric_name,
         "start_time": time_range.start_text,
         "end_time": time_range.end_text,
+        "raw_retained_from": format_ms(selection.retained_from),
     }
     if sum(s.ts.size for s in series) > STREAM_ABOVE_POINTS:
         return StreamingResponse(
@@ -127,12 +131,15 @@ async def query_rollup(
     store: StoreDep,
 ) -> FastJSON:
     """Buckets whose start lies in [start_time floored to the window, end_time], each aggregating
-    all of its samples. Buckets not yet materialized by the rollup job, or invalidated by late
-    data, are computed from raw samples on the fly, so the answer is always exact."""
+    all of its samples (NaN values left out). Buckets not yet materialized by the rollup job, or
+    invalidated by late data, are computed from raw samples on the fly, so the answer is always
+    exact. Buckets before `retained_from` have expired; series without a bucket in the range are
+    left out."""
     res = BY_NAME[window]
-    series, until = await store.select_rollup(
+    selection = await store.read_rollup(
         metric_name, filters, res, time_range.start_ms, time_range.end_ms
     )
+    until = selection.materialized_until
     return FastJSON(  # shaped as RollupQueryResponse, not validated again (see query_raw)
         {
             "metric_name": metric_name,
@@ -140,7 +147,8 @@ async def query_rollup(
             "start_time": time_range.start_text,
             "end_time": time_range.end_text,
             "materialized_until": None if until is None else format_ms(until),
-            "series": [_rollup_series(s) for s in series],
+            "retained_from": format_ms(selection.retained_from),
+            "series": [_rollup_series(s) for s in selection.series],
         }
     )
 

@@ -21,8 +21,10 @@ export function render(background) {
     parts.push(`${found} ${found === 1 ? "anomaly" : "anomalies"}`);
   }
   if (query.rollup === "raw" && points >= RAW_LIMIT) parts.push(`cut at ${RAW_LIMIT.toLocaleString()}: pick a rollup`);
+  if (view.notice) parts.push(view.notice);
   $("summary").textContent = parts.join(" · ");
   if (points) $("empty").hidden = true;
+  else if (view.notice) showEmpty("Nothing retained in this range", view.notice);
   else {
     showEmpty("No data in this range", state.filter
       ? "Try a longer range or a different label filter."

@@ -24,5 +24,6 @@ export const state = { ...DEFAULTS };
 export const view = {
   state, chart: null, names: [], query: null, result: null, anomalies: null, rows: [], page: 0,
   seq: 0, loads: 0, busy: false, controller: null, timer: 0, error: null,
+  notice: "", // why part of the range shows nothing: it is older than a retention
 };
 window.__dashboard = view;
