@@ -4,7 +4,6 @@ query parameters, and the bulk reading of item lists checked against the item-by
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -22,8 +21,14 @@ SCALE = {"s": 0.001, "ms": 1, "us": 1000, "ns": 1_000_000}
 
 
 @pytest.fixture
-def client(make_client: Callable[..., TestClient]) -> TestClient:
-    return make_client()
+def client(shared_client: TestClient) -> TestClient:
+    """One app and database per backend for the module: each test writes its own metrics."""
+    return shared_client
+
+
+@pytest.fixture
+def db(shared_url: str) -> str:
+    return shared_url
 
 
 def stamp(precision: str, ms: int = BASE_MS) -> int | float:
@@ -31,9 +36,7 @@ def stamp(precision: str, ms: int = BASE_MS) -> int | float:
 
 
 @pytest.mark.parametrize("precision", ["s", "ms", "us", "ns"])
-def test_precision_on_every_write_path(
-    client: TestClient, database_url: str, precision: str
-) -> None:
+def test_precision_on_every_write_path(client: TestClient, db: str, precision: str) -> None:
     ts = stamp(precision)
     params = {"precision": precision}
     single = {"metric_name": f"p1_{precision}", "value": 1.0, "timestamp": ts}
@@ -60,7 +63,7 @@ def test_precision_on_every_write_path(
     )
     assert answer.status_code == 201, answer.text
     for n in range(1, 6):
-        found = values_of(database_url, f"p{n}_{precision}")
+        found = values_of(db, f"p{n}_{precision}")
         assert {ts for points in found.values() for ts, _ in points} == {BASE_MS}, n
 
 
