@@ -175,6 +175,14 @@ class Metrics:
             ["protocol", "what"],
             registry=r,
         )
+        self.protocol_old = Counter(
+            "metrics_protocol_old_samples",
+            "Samples an outside protocol sent older than raw retention, by protocol and kind:"
+            " rollups_only (merged into the rollups that still hold their time) or"
+            " beyond_retention (older than every retention: not stored).",
+            ["protocol", "kind"],
+            registry=r,
+        )
         self.series = Gauge("metrics_series", "Series stored (read at scrape time).", registry=r)
         self.db_up = Gauge(
             "metrics_database_up",
@@ -486,13 +494,17 @@ def count_ingested(request: Request, n: int) -> None:
         metrics.ingested.inc(n)
 
 
-def count_protocol(request: Request, protocol: str, written: int, report: Any) -> None:
-    """Count what an outside-protocol request stored, refused and ignored (a WriteReport)."""
+def count_protocol(request: Request, protocol: str, result: Any, report: Any) -> None:
+    """Count what an outside-protocol request stored (an AppendResult), refused and ignored (a
+    WriteReport)."""
     metrics = metrics_of(request.app)
     if metrics is None:
         return
-    if written:
-        metrics.protocol_samples.labels(protocol).inc(written)
+    if result.written:
+        metrics.protocol_samples.labels(protocol).inc(result.written)
+    for kind in ("rollups_only", "beyond_retention"):
+        if getattr(result, kind, 0):
+            metrics.protocol_old.labels(protocol, kind).inc(getattr(result, kind))
     if report.refused:
         metrics.protocol_refused.labels(protocol, report.unit).inc(report.refused)
         metrics.protocol_refused_samples.labels(protocol).inc(report.refused_samples)

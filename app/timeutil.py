@@ -63,6 +63,8 @@ def _numeric_text(text: str) -> int | float | None:
 
 
 def _iso_to_ms(text: str, original: str) -> int:
+    if text.endswith("z"):  # RFC 3339 allows a lower-case z; Python 3.11 does not
+        text = text[:-1] + "Z"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:

@@ -22,7 +22,9 @@ from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from app.http_guard import body_budget
 from app.jsonsplit import NotSplittable, split_arrays
 from app.model import SampleBatch
-from app.validation import IMPORT_ARRAYS, BatchBuilder, TimeBounds, add_import_slice, parse_import
+from app.protocols.native.items import IMPORT_ARRAYS, BatchBuilder, add_import_slice, parse_import
+from app.timeutil import Precision
+from app.validation import TimeBounds
 
 MAX_SAMPLE_BODY_BYTES = 1024 * 1024  # one sample is a few KiB at most; its body never needs more
 GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -126,18 +128,18 @@ def parse_json(body: bytes | bytearray | memoryview) -> object:
 
 
 async def parse_import_body(
-    body: bytes | bytearray, bounds: TimeBounds, max_batch: int
+    body: bytes | bytearray, bounds: TimeBounds, max_batch: int, precision: Precision = "s"
 ) -> SampleBatch:
     """An import body (`{"metrics": [...], "series": [...]}`) validated a slice at a time
     (app.jsonsplit), yielding to the event loop between slices: only one slice's Python objects
     exist at once, and no other request waits for more than one slice. A body of another shape
     is parsed whole, with the same answers as before."""
-    builder = BatchBuilder(bounds)
+    builder = BatchBuilder(bounds, precision)
     try:
         for key, first, elements in split_arrays(body, IMPORT_ARRAYS):
             add_import_slice(builder, key, first, elements, max_batch)
             del elements
             await asyncio.sleep(0)
     except NotSplittable:
-        return parse_import(parse_json(body), bounds, max_batch)
+        return parse_import(parse_json(body), bounds, max_batch, precision)
     return builder.build()

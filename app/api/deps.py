@@ -15,7 +15,14 @@ from app.errors import Unauthorized
 from app.matchers import Matcher, parse_label_params, parse_match
 from app.storage.group_commit import GroupCommitter
 from app.storage.store import Store
-from app.timeutil import TimeParseError, format_ms, now_ms, parse_query_time_ms, to_ms
+from app.timeutil import (
+    Precision,
+    TimeParseError,
+    format_ms,
+    now_ms,
+    parse_query_time_ms,
+    to_ms,
+)
 from app.validation import InvalidInput
 
 HOUR_MS = 3_600_000
@@ -166,6 +173,14 @@ async def label_filters(
         matchers += parse_match(expr)
     return matchers
 
+
+PrecisionParam = Annotated[
+    Precision,
+    Query(
+        description="The unit of numeric timestamps in the body: s (default), ms, us or ns."
+        " RFC 3339 timestamps are unaffected.",
+    ),
+]
 
 MetricName = Annotated[
     str,

@@ -21,6 +21,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import Request
@@ -33,8 +34,10 @@ from app.config import Settings
 from app.http_guard import Overloaded, body_budget
 from app.model import Sample
 from app.observability import RequestRecorder
+from app.protocols.native.items import parse_single
 from app.storage.group_commit import GroupCommitter
-from app.validation import TimeBounds, parse_single
+from app.timeutil import PRECISIONS, Precision
+from app.validation import TimeBounds
 
 ROUTE = "/metrics/ingest"
 ANSWER_HEADERS = {
@@ -112,11 +115,26 @@ async def _plain_sample(
                 return None  # the route answers it, taking from the same budget
         if not message.get("more_body", False):
             break
+    precision = _precision(scope["query_string"])
+    if precision is None:
+        return None
     body = b"".join(m.get("body", b"") for m in messages)
     try:
-        return parse_single(orjson.loads(body), TimeBounds.starting_now(settings.max_future_skew))
+        bounds = TimeBounds.starting_now(settings.max_future_skew)
+        return parse_single(orjson.loads(body), bounds, precision)
     except Exception:  # not JSON, or a rule broken: the route says which, in its own words
         return None
+
+
+def _precision(query: bytes) -> Precision | None:
+    """`precision` from the query (default s); None for any other parameter or value, which
+    the route answers."""
+    if not query:
+        return "s"
+    params = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    if len(params) != 1 or params[0][0] != "precision" or params[0][1] not in PRECISIONS:
+        return None
+    return params[0][1]
 
 
 async def _refusal(

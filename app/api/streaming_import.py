@@ -30,9 +30,11 @@ from app import observability
 from app.api.responses import write_counts
 from app.errors import BadRequest, LineTooLong, rule_of, status_of
 from app.matchers import LABEL_NAME_RE
+from app.protocols.native.items import BatchBuilder
 from app.schemas import WRITE_COUNTS
 from app.storage.store import AppendResult, CardinalityExceeded, HistoryConflict, Store
-from app.validation import BatchBuilder, InvalidInput, TimeBounds
+from app.timeutil import Precision
+from app.validation import InvalidInput, TimeBounds
 
 MAX_LINE_BYTES = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 10_000
@@ -195,6 +197,7 @@ class ChunkedImport:
     store: Store
     skew: timedelta
     chunk_size: int
+    precision: Precision = "s"
     imported: int = 0
     chunks: int = 0
     committed_lines: int = 0
@@ -205,7 +208,7 @@ class ChunkedImport:
 
     def add(self, item: dict[str, object], number: int) -> None:
         if self._builder is None:
-            self._builder = BatchBuilder(TimeBounds.starting_now(self.skew))
+            self._builder = BatchBuilder(TimeBounds.starting_now(self.skew), self.precision)
         self._builder.add_item(item, f"line {number}: ")
         self._line_numbers.append(number)
 
@@ -287,11 +290,16 @@ def _failure(cause: Exception, detail: str, job: ChunkedImport) -> JSONResponse:
 
 
 async def stream_import(
-    request: Request, store: Store, skew: timedelta, fmt: Format, chunk_size: int
+    request: Request,
+    store: Store,
+    skew: timedelta,
+    fmt: Format,
+    chunk_size: int,
+    precision: Precision = "s",
 ) -> JSONResponse:
     """Run a streaming import and build its answer: 201 with the counts, or the error with
     what was committed before it (422 bad line, 413 line too long, 429 cardinality)."""
-    job = ChunkedImport(request, store, skew, chunk_size)
+    job = ChunkedImport(request, store, skew, chunk_size, precision)
     async with aclosing(request.stream()) as source:
         try:
             async with aclosing(split_lines(source)) as lines:

@@ -36,7 +36,7 @@ async def store_request(
         for slot, reason in result.rejected.items():
             report.refuse(f"series {describe(batch, slot)}: {reason}", int(counts[slot]))
     observability.count_ingested(request, result.written)
-    observability.count_protocol(request, protocol, result.written, report)
+    observability.count_protocol(request, protocol, result, report)
     if report.refused:
         raise PartialWrite(report.summary())
     return result

@@ -162,6 +162,32 @@ def test_everything_else_is_answered_by_the_route(
     assert stored(client, "hot") == []
 
 
+@pytest.mark.parametrize(
+    ("precision", "scale", "status", "handed_over"),
+    [
+        ("ms", 1000, 201, 0),
+        ("us", 10**6, 201, 0),
+        ("ns", 10**9, 201, 0),
+        ("s", 1000, 422, 1),
+        ("days", 1, 422, 1),
+    ],
+)
+def test_precision_both_ways(
+    hot: tuple[TestClient, Switch], precision: str, scale: int, status: int, handed_over: int
+) -> None:
+    """Numeric timestamps in `precision`: plain ones on the hot path; a number that is no time
+    in seconds (422 naming `precision`) and an unknown precision through the route."""
+    client, switch = hot
+    stamp = int(now_s() * scale)
+    request = {"json": sample(timestamp=stamp), "params": {"precision": precision}}
+    answer, handed = send_both_ways(client, switch, **request)
+    assert answer[0] == status and handed == handed_over
+    if status == 422:
+        assert "precision" in str(answer[1])
+    else:
+        assert stored(client, "hot")
+
+
 def test_refusals_of_the_commit_answer_as_the_route_does(
     hot: tuple[TestClient, Switch], database_url: str
 ) -> None:

@@ -4,8 +4,6 @@ detection and rollups (a stale marker is no measurement)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -33,19 +31,24 @@ PATTERNS = [
 
 
 @pytest.fixture
-def client(make_client: Callable[..., TestClient]) -> TestClient:
-    return make_client()
+def client(shared_client: TestClient) -> TestClient:
+    """One app and database per backend for the module: each test writes its own metrics."""
+    return shared_client
+
+
+@pytest.fixture
+def db(shared_url: str) -> str:
+    return shared_url
 
 
 @pytest.mark.parametrize("per_series", [1, 40], ids=["runtime", "numpy"])
-def test_remote_write_keeps_every_bit_pattern(
-    client: TestClient, database_url: str, per_series: int
-) -> None:
+def test_remote_write_keeps_every_bit_pattern(client: TestClient, db: str, per_series: int) -> None:
     # 40 samples per series goes through the numpy reader, 1 through the protobuf runtime
     samples = [(T[0] + i, from_bits(PATTERNS[i % len(PATTERNS)])) for i in range(per_series * 6)]
-    answer = remote_write(client, [({"__name__": "exact"}, samples)])
+    metric = f"exact_{per_series}"
+    answer = remote_write(client, [({"__name__": metric}, samples)])
     assert answer.status_code == 204, answer.text
-    assert stored(database_url, "exact")[()] == [(ts, bits(v)) for ts, v in samples]
+    assert stored(db, metric)[()] == [(ts, bits(v)) for ts, v in samples]
 
 
 def test_raw_answers_mark_what_json_cannot_carry(client: TestClient) -> None:

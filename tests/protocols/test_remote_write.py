@@ -33,17 +33,23 @@ ROUTE = "/api/v1/write"
 
 
 @pytest.fixture
-def rw(make_client: Callable[..., TestClient]) -> TestClient:
-    return make_client()
+def rw(shared_client: TestClient) -> TestClient:
+    """One app and database per backend for the module: each test writes its own metrics."""
+    return shared_client
 
 
-def test_a_write_is_stored_and_answered_204(rw: TestClient, database_url: str) -> None:
+@pytest.fixture
+def db(shared_url: str) -> str:
+    return shared_url
+
+
+def test_a_write_is_stored_and_answered_204(rw: TestClient, db: str) -> None:
     labels = [("__name__", "up"), ("job", "node"), ("instance", "a:9100"), ("empty", "")]
     answer = remote_write(rw, [(labels, [(T0, 1.0), (T1, 0.0)])])
     assert answer.status_code == 204, answer.text
     assert answer.content == b""
     # __name__ is the metric, labels are sorted, the empty-valued label is left out
-    assert values_of(database_url, "up") == {
+    assert values_of(db, "up") == {
         (("instance", "a:9100"), ("job", "node")): [(T0, 1.0), (T1, 0.0)]
     }
 
@@ -52,13 +58,14 @@ def test_a_write_is_stored_and_answered_204(rw: TestClient, database_url: str) -
     "path",
     ["/api/v1/push", "/prometheus/api/v1/write", "/prometheus/api/v1/push"],
 )
-def test_every_path(rw: TestClient, database_url: str, path: str) -> None:
-    answer = remote_write(rw, [({"__name__": "paths", "p": path}, [(T0, 2.5)])], path=path)
+def test_every_path(rw: TestClient, db: str, path: str) -> None:
+    metric = "paths_" + path.replace("/", "_")
+    answer = remote_write(rw, [({"__name__": metric, "p": path}, [(T0, 2.5)])], path=path)
     assert answer.status_code == 204, answer.text
-    assert values_of(database_url, "paths") == {(("p", path),): [(T0, 2.5)]}
+    assert values_of(db, metric) == {(("p", path),): [(T0, 2.5)]}
 
 
-def test_many_samples_per_series_take_the_columnar_path(rw: TestClient, database_url: str) -> None:
+def test_many_samples_per_series_take_the_columnar_path(rw: TestClient, db: str) -> None:
     # 100 samples a series, one of them 0 (a shorter record): that series goes through the
     # runtime, the other through numpy; both must store exactly what was sent.
     plain = [(T0 + i * 1000, 0.5 + i) for i in range(100)]
@@ -68,12 +75,12 @@ def test_many_samples_per_series_take_the_columnar_path(rw: TestClient, database
         ({"__name__": "many", "s": "z"}, with_zero),
     ]
     assert remote_write(rw, series).status_code == 204
-    found = stored(database_url, "many")
+    found = stored(db, "many")
     assert found[(("s", "plain"),)] == [(ts, bits(v)) for ts, v in plain]
     assert found[(("s", "z"),)] == [(ts, bits(v)) for ts, v in with_zero]
 
 
-def test_metadata_only_requests_are_204_and_stored(rw: TestClient, database_url: str) -> None:
+def test_metadata_only_requests_are_204_and_stored(rw: TestClient, db: str) -> None:
     metadata = [
         ("node_cpu_seconds_total", 1, "Seconds the CPUs spent in each mode.", ""),
         ("node_memory_MemFree_bytes", 2, "Memory information field MemFree_bytes.", "bytes"),
@@ -83,7 +90,7 @@ def test_metadata_only_requests_are_204_and_stored(rw: TestClient, database_url:
     assert remote_write(rw, [], metadata=metadata).status_code == 204  # every minute, again
 
     async def read() -> dict[str, list[dict[str, str]]]:
-        store = Store.open(test_settings(database_url))
+        store = Store.open(test_settings(db))
         try:
             return await store.metric_metadata(None, None)
         finally:
@@ -99,34 +106,38 @@ def test_metadata_only_requests_are_204_and_stored(rw: TestClient, database_url:
     }
 
 
-def test_invalid_series_are_refused_and_the_rest_stored(rw: TestClient, database_url: str) -> None:
+def test_invalid_series_are_refused_and_the_rest_stored(rw: TestClient, db: str) -> None:
     series = [
         ({"__name__": "good", "a": "1"}, [(T0, 1.0)]),
         ({"job": "no-name"}, [(T0, 2.0)]),
         ([("__name__", "dup"), ("a", "1"), ("a", "2")], [(T0, 3.0), (T1, 4.0)]),
         ({"__name__": "good", "a": "2"}, [(T0, 5.0)]),
     ]
+    refused = counter(rw, "metrics_protocol_refused_total", protocol="remote_write", unit="series")
+    partial = counter(rw, "metrics_rejected_writes_total", route=ROUTE, reason="partial_write")
     answer = remote_write(rw, series)
     assert answer.status_code == 400, answer.text
     detail = answer.json()["detail"]
     assert detail.startswith("2 series refused (3 samples)"), detail
     assert "no __name__ label" in detail and 'job="no-name"' in detail
     assert "duplicate label names ['a']" in detail
-    assert values_of(database_url, "good") == {
+    assert values_of(db, "good") == {
         (("a", "1"),): [(T0, 1.0)],
         (("a", "2"),): [(T0, 5.0)],
     }
-    assert values_of(database_url, "dup") == {}
-    assert (
-        counter(rw, "metrics_protocol_refused_total", protocol="remote_write", unit="series") == 2
+    assert values_of(db, "dup") == {}
+    now_refused = counter(
+        rw, "metrics_protocol_refused_total", protocol="remote_write", unit="series"
     )
-    assert counter(rw, "metrics_rejected_writes_total", route=ROUTE, reason="partial_write") == 1
+    assert now_refused - refused == 2
+    now_partial = counter(rw, "metrics_rejected_writes_total", route=ROUTE, reason="partial_write")
+    assert now_partial - partial == 1
 
 
-def test_names_are_sanitized(rw: TestClient, database_url: str) -> None:
+def test_names_are_sanitized(rw: TestClient, db: str) -> None:
     series = [({"__name__": "http.requests-total", "1st.label": "x"}, [(T0, 1.0)])]
     assert remote_write(rw, series).status_code == 204
-    assert values_of(database_url, "http_requests_total") == {(("_1st_label", "x"),): [(T0, 1.0)]}
+    assert values_of(db, "http_requests_total") == {(("_1st_label", "x"),): [(T0, 1.0)]}
 
 
 @pytest.mark.parametrize(
@@ -175,9 +186,11 @@ def test_oversized_bodies_are_400_not_413(make_client: Callable[..., TestClient]
     ids=["remote-write-2.0", "gzip", "json"],
 )
 def test_unsupported_encodings_are_415(rw: TestClient, headers: dict[str, str]) -> None:
+    before = counter(rw, "metrics_rejected_writes_total", route=ROUTE, reason="unsupported")
     answer = remote_write(rw, [({"__name__": "x"}, [(T0, 1.0)])], headers=headers)
     assert answer.status_code == 415, answer.text
-    assert counter(rw, "metrics_rejected_writes_total", route=ROUTE, reason="unsupported") == 1
+    after = counter(rw, "metrics_rejected_writes_total", route=ROUTE, reason="unsupported")
+    assert after - before == 1
 
 
 def test_cardinality_refuses_new_series_and_stores_the_rest(
@@ -197,33 +210,27 @@ def test_cardinality_refuses_new_series_and_stores_the_rest(
     assert sum(len(p) for p in values_of(database_url, "card").values()) == 4
 
 
-def test_out_of_order_and_last_write_wins(rw: TestClient, database_url: str) -> None:
+def test_out_of_order_and_last_write_wins(rw: TestClient, db: str) -> None:
     labels = {"__name__": "ooo"}
     assert remote_write(rw, [(labels, [(T2, 3.0)])]).status_code == 204
     assert remote_write(rw, [(labels, [(T0, 1.0), (T1, 2.0)])]).status_code == 204  # older
     assert remote_write(rw, [(labels, [(T1, 2.0)])]).status_code == 204  # the same: no-op
     assert remote_write(rw, [(labels, [(T1, 20.0)])]).status_code == 204  # last write wins
-    assert values_of(database_url, "ooo") == {(): [(T0, 1.0), (T1, 20.0), (T2, 3.0)]}
+    assert values_of(db, "ooo") == {(): [(T0, 1.0), (T1, 20.0), (T2, 3.0)]}
 
 
-def test_exemplars_and_histograms_are_ignored_and_counted(
-    rw: TestClient, database_url: str
-) -> None:
+def test_exemplars_and_histograms_are_ignored_and_counted(rw: TestClient, db: str) -> None:
     series = [({"__name__": "mixed"}, [(T0, 7.0)])]
+    name, labels = "metrics_protocol_ignored_total", {"protocol": "remote_write"}
+    before = [counter(rw, name, what=what, **labels) for what in ("exemplars", "histograms")]
     answer = remote_write(rw, series, exemplars=2, histograms=3)
     assert answer.status_code == 204, answer.text
-    assert values_of(database_url, "mixed") == {(): [(T0, 7.0)]}
-    assert (
-        counter(rw, "metrics_protocol_ignored_total", protocol="remote_write", what="exemplars")
-        == 2
-    )
-    assert (
-        counter(rw, "metrics_protocol_ignored_total", protocol="remote_write", what="histograms")
-        == 3
-    )
+    assert values_of(db, "mixed") == {(): [(T0, 7.0)]}
+    after = [counter(rw, name, what=what, **labels) for what in ("exemplars", "histograms")]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 3]
 
 
-def test_samples_too_far_ahead_are_refused(rw: TestClient, database_url: str) -> None:
+def test_samples_too_far_ahead_are_refused(rw: TestClient, db: str) -> None:
     future = BASE_MS + 7_200_000
     series = [
         ({"__name__": "skew", "s": "a"}, [(T0, 1.0), (future, 2.0)]),
@@ -232,7 +239,7 @@ def test_samples_too_far_ahead_are_refused(rw: TestClient, database_url: str) ->
     answer = remote_write(rw, series)
     assert answer.status_code == 400
     assert "MAX_FUTURE_SKEW" in answer.json()["detail"]
-    assert values_of(database_url, "skew") == {
+    assert values_of(db, "skew") == {
         (("s", "a"),): [(T0, 1.0)],
         (("s", "b"),): [(T0, 3.0)],
     }
@@ -284,3 +291,26 @@ def test_an_unavailable_database_is_503_with_retry_after(
                 lock.close()
     assert answer.status_code == 503, answer.text
     assert answer.headers["retry-after"].isdigit()
+
+
+def test_history_goes_to_rollups_and_beyond_retention_is_counted(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """#12's rules for old data hold here too: older than raw retention (7d) into the rollups
+    that still hold its time, older than every retention counted and not stored."""
+    rw = make_client(
+        retention_raw="7d", retention_1m="30d", retention_5m="90d", retention_1h="365d"
+    )
+    day = 86_400_000
+    old, ancient = (BASE_MS // 3_600_000 - 30 * 24) * 3_600_000, BASE_MS - 400 * day
+    series = [({"__name__": "hist"}, [(old, 4.0), (old + 60_000, 6.0), (ancient, 1.0)])]
+    answer = remote_write(rw, series)
+    assert answer.status_code == 204, answer.text
+    labels = {"protocol": "remote_write"}
+    assert counter(rw, "metrics_protocol_old_samples_total", kind="rollups_only", **labels) == 2
+    assert counter(rw, "metrics_protocol_old_samples_total", kind="beyond_retention", **labels) == 1
+    window = {"start_time": old // 1000, "end_time": old // 1000 + 3600}
+    answer = rw.get("/query/rollup", params={"metric_name": "hist", "window": "1h", **window})
+    assert answer.status_code == 200, answer.text
+    [bucket] = answer.json()["series"][0]["points"]
+    assert (bucket["count"], bucket["sum"]) == (2, 10.0)

@@ -116,7 +116,7 @@ async def write_v2(
     "/ping",
     status_code=204,
     summary="InfluxDB ping",
-    responses={200: {"description": "With verbose=true: the version as JSON"}},
+    responses={200: {"description": 'With `verbose=true`: `{"version": ...}`'}},
 )
 @router.head("/ping", status_code=204, include_in_schema=False)
 @router.get("/influx/ping", status_code=204, include_in_schema=False)

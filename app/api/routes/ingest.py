@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app import observability
 from app.api.body import parse_import_body, read_decoded, read_json, sample_body_limit
-from app.api.deps import CommitterDep, SettingsDep, StoreDep, WriteKey
+from app.api.deps import CommitterDep, PrecisionParam, SettingsDep, StoreDep, WriteKey
 from app.api.responses import INGEST_ANSWERS, write_counts
 from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
@@ -26,9 +26,10 @@ from app.errors import (
     responses_for,
 )
 from app.http_guard import BodyTimeout, Overloaded
+from app.protocols.native.items import parse_single
 from app.schemas import BackfillResponse, IngestResponse
 from app.storage.store import CardinalityExceeded, HistoryConflict, WriteTimeout
-from app.validation import BatchTooLarge, InvalidInput, TimeBounds, parse_single
+from app.validation import BatchTooLarge, InvalidInput, TimeBounds
 
 router = APIRouter(tags=["ingestion"], dependencies=[WriteKey])
 
@@ -60,12 +61,19 @@ def _body_doc(model: str) -> dict[str, object]:
     openapi_extra=_body_doc("IngestSample"),
     summary="Ingest one sample",
 )
-async def ingest(request: Request, settings: SettingsDep, committer: CommitterDep) -> Response:
+async def ingest(
+    request: Request,
+    settings: SettingsDep,
+    committer: CommitterDep,
+    precision: PrecisionParam = "s",
+) -> Response:
     """Answers 201 once the sample is committed, saying whether it was stored raw, merged into
     the rollups only (older than the raw data retention) or is beyond every retention (not
-    stored). The same series and timestamp written twice keeps the last value."""
+    stored). The same series and timestamp written twice keeps the last value. A numeric
+    `timestamp` is in `precision` (default seconds); one that is no time in seconds but is in
+    ms, us or ns gets a 422 that says which `precision` to send."""
     body = await read_json(request, *sample_body_limit(settings.max_body_bytes))
-    sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew))
+    sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew), precision)
     kind = await committer.submit(sample)
     observability.count_ingested(request, 1)
     # A ready answer: the hottest route skips serializing a dict through IngestResponse.
@@ -135,6 +143,7 @@ async def backfill(
     settings: SettingsDep,
     store: StoreDep,
     chunk_size: ChunkSize = None,
+    precision: PrecisionParam = "s",
 ) -> dict[str, object] | JSONResponse:
     """`application/json`: all-or-nothing, one invalid item rejects the request with a 422 naming
     its index; at most MAX_BATCH samples (413 beyond). Accepts `metrics` (one object per sample)
@@ -151,10 +160,10 @@ async def backfill(
         size = min(DEFAULT_CHUNK_SIZE, settings.max_batch) if chunk_size is None else chunk_size
         if size > settings.max_batch:
             raise InvalidInput(f"chunk_size: {size} is more than MAX_BATCH ({settings.max_batch})")
-        return await stream_import(request, store, settings.max_future_skew, fmt, size)
+        return await stream_import(request, store, settings.max_future_skew, fmt, size, precision)
     body = await read_decoded(request, settings.max_body_bytes)
     bounds = TimeBounds.starting_now(settings.max_future_skew)
-    batch = await parse_import_body(body, bounds, settings.max_batch)
+    batch = await parse_import_body(body, bounds, settings.max_batch, precision)
     del body  # the batch holds what is needed; the write may take a while
     result = await store.append(batch, all_or_nothing=True)
     observability.count_ingested(request, result.written)

@@ -81,7 +81,7 @@ def read_samples(payload: bytes, large: list[tuple[int, int]]) -> list[Columns |
         if first < 0 or first + 1 >= end:
             continue
         length = payload[first + 1]
-        if length < 0x80 and first + count * (length + 2) <= end:
+        if 2 <= length < 0x80 and first + count * (length + 2) <= end:
             plans.setdefault(length, []).append((index, first, count))
     data = np.frombuffer(payload, dtype=np.uint8)
     for length, group in plans.items():
