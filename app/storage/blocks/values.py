@@ -23,6 +23,7 @@ import numpy as np
 MAX_PLACES = 12  # decimal places tried
 EXACT_INT = 2**53  # integers of smaller magnitude are exact as doubles
 PROBE = 16  # values looked at before the whole block is tried
+POW10 = 10.0 ** np.arange(MAX_PLACES + 1)  # exact: every power of ten up to 1e22 is a double
 
 
 @dataclass(frozen=True)
@@ -35,57 +36,56 @@ class Decimals:
 
 def decoded(ints: np.ndarray, places: int) -> np.ndarray:
     """The doubles that decimal integers stand for (the decoder's one formula)."""
-    out: np.ndarray = ints.astype(np.float64) / (10.0**places)
+    out: np.ndarray = ints.astype(np.float64) / POW10[places]
     return out
 
 
-def exact_at(values: np.ndarray, places: int) -> tuple[np.ndarray, np.ndarray]:
-    """The integers `values` stand for at `places` decimals (0 where none), and which are exact."""
-    with np.errstate(all="ignore"):
-        scaled = np.rint(values * (10.0**places))
-        fits = np.abs(scaled) < EXACT_INT  # False for NaN and infinities
-        ints = np.where(fits, scaled, 0.0).astype(np.int64)
-        same = decoded(ints, places).view(np.int64) == values.view(np.int64)
-    exact: np.ndarray = fits & same
+def exact_at(values: np.ndarray, places: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The integers `values` stand for at `places` decimals (0 where none), and which are exact;
+    `places` broadcasts against `values` (a column of them tries several at once). Call under
+    np.errstate(over="ignore", invalid="ignore"): huge values overflow when scaled."""
+    scaled = np.rint(values * POW10[places])
+    fits = np.abs(scaled) < EXACT_INT  # False for NaN and infinities
+    ints = np.where(fits, scaled, 0.0).astype(np.int64)
+    back = ints.astype(np.float64) / POW10[places]
+    exact: np.ndarray = fits & (back.view(np.int64) == values.view(np.int64))
     return ints, exact
 
 
 def _probe_places(values: np.ndarray) -> int | None:
-    """The fewest places that make most probed values exact, or None if most are no decimals."""
+    """The fewest places that make most probed values exact, or None if most are no decimals;
+    every number of places tried at once, as one (probe, places) array."""
     probe = values[:: max(1, values.size // PROBE)][:PROBE]
-    needed = np.full(probe.size, -1)
-    for places in range(MAX_PLACES + 1):
-        _, exact = exact_at(probe, places)
-        needed[(needed < 0) & exact] = places
-        if (needed >= 0).all():
-            break
-    found = needed[needed >= 0]
-    if found.size * 4 < probe.size * 3:
+    _, exact = exact_at(probe[:, None], np.arange(MAX_PLACES + 1)[None, :])
+    some = exact.any(axis=1)
+    if int(np.count_nonzero(some)) * 4 < probe.size * 3:
         return None
-    return int(found.max())
+    return int(np.argmax(exact, axis=1)[some].max())
 
 
 def as_decimals(values: np.ndarray, max_exceptions: int) -> Decimals | None:
     """`values` as decimal integers with at most `max_exceptions` exceptions, or None."""
-    first = _probe_places(values)
-    if first is None:
-        return None
-    for places in range(first, min(first + 2, MAX_PLACES) + 1):
-        ints, exact = exact_at(values, places)
-        misses = values.size - int(np.count_nonzero(exact))
-        if misses <= max_exceptions and misses < values.size:
-            return _with_exceptions(places, ints, exact, values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        first = _probe_places(values)
+        if first is None:
+            return None
+        for places in range(first, min(first + 2, MAX_PLACES) + 1):
+            ints, exact = exact_at(values, np.array(places))
+            misses = values.size - int(np.count_nonzero(exact))
+            if misses <= max_exceptions and misses < values.size:
+                return _with_exceptions(places, ints, exact, values)
     return None
 
 
 def _with_exceptions(
     places: int, ints: np.ndarray, exact: np.ndarray, values: np.ndarray
 ) -> Decimals:
+    if exact.all():
+        return Decimals(places, ints, np.empty(0, np.int64), np.empty(0, np.int64))
     positions = np.flatnonzero(~exact)
-    if positions.size:
-        index = np.where(exact, np.arange(exact.size), 0)
-        index[: int(np.argmax(exact))] = int(np.argmax(exact))  # before the first exact value
-        ints = ints[np.maximum.accumulate(index)]
+    index = np.where(exact, np.arange(exact.size), 0)
+    index[: int(np.argmax(exact))] = int(np.argmax(exact))  # before the first exact value
+    ints = ints[np.maximum.accumulate(index)]
     return Decimals(places, ints, positions, values.view(np.int64)[positions])
 
 
@@ -96,5 +96,8 @@ def first_differences_pay(ints: np.ndarray) -> bool:
     blocks: 1.95 B/sample without differences against 1.79 with."""
     if ints.size < 3:
         return False
-    as_float = ints.astype(np.float64)
-    return bool(np.var(np.diff(as_float)) < np.var(as_float))
+    level = ints.astype(np.float64)
+    level -= level.mean()
+    steps = np.diff(level)
+    steps -= steps.mean()
+    return bool(steps @ steps / steps.size < level @ level / level.size)

@@ -1,0 +1,41 @@
+"""python -m bench.blocks_lab [density rollups sqlite postgres ingest] [--repeat 3] [--out PATH]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import calibration
+from bench.blocks_lab import density, workloads
+
+PARTS = ("density",)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.blocks_lab", description=__doc__)
+    parser.add_argument("parts", nargs="*", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timing; the best is kept")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+    labs = workloads.every()
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "load": os.getloadavg(),
+    }
+    results["calibration_start"] = calibration.measure()
+    if "density" in args.parts:
+        results["density"] = density.run(labs, args.repeat)
+        density.show(results["density"])
+    results["calibration_end"] = calibration.measure()
+    print(f"\ncalibration: {results['calibration_start']} -> {results['calibration_end']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
