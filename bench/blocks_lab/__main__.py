@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import calibration
-from bench.blocks_lab import density, workloads
+from bench.blocks_lab import density, rollups, sqlite_lab, workloads
 
-PARTS = ("density",)
+PARTS = ("density", "rollups", "sqlite")
 
 
 def main() -> None:
@@ -30,6 +30,12 @@ def main() -> None:
     if "density" in args.parts:
         results["density"] = density.run(labs, args.repeat)
         density.show(results["density"])
+    if "rollups" in args.parts:
+        results["rollups"] = rollups.run(labs, args.repeat)
+        rollups.show(results["rollups"])
+    if "sqlite" in args.parts:
+        results["sqlite"] = sqlite_lab.run(args.repeat)
+        sqlite_lab.show(results["sqlite"])
     results["calibration_end"] = calibration.measure()
     print(f"\ncalibration: {results['calibration_start']} -> {results['calibration_end']}")
     if args.out:

@@ -45,8 +45,13 @@ def encode_aggregates(buckets: Buckets, width_ms: int, settings: Settings = DEFA
     column.put_ints(out, buckets.bucket // width_ms, settings)
     column.put_ints(out, buckets.count, settings)
     column.put_ints(out, buckets.last_ts - buckets.bucket, settings)
-    for name in FLOATS:
+    # sums and second moments are seldom exact decimals; pcodec's float modes still find the
+    # decimal grid of sums (2.8 B per 5m bucket), level 4 at 0.6x the time of 8 for 1% more
+    column.put_floats(out, buckets.sum, settings, decimals=False, level=4)
+    for name in ("min", "max"):
         column.put_floats(out, getattr(buckets, name), settings)
+    column.put_floats(out, buckets.m2, settings, decimals=False, level=4, delta="none")
+    column.put_floats(out, buckets.last, settings)
     return bytes(out)
 
 

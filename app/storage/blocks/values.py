@@ -52,7 +52,7 @@ def exact_at(values: np.ndarray, places: np.ndarray) -> tuple[np.ndarray, np.nda
     return ints, exact
 
 
-def _probe_places(values: np.ndarray) -> int | None:
+def probe_places(values: np.ndarray) -> int | None:
     """The fewest places that make most probed values exact, or None if most are no decimals;
     every number of places tried at once, as one (probe, places) array."""
     probe = values[:: max(1, values.size // PROBE)][:PROBE]
@@ -64,16 +64,20 @@ def _probe_places(values: np.ndarray) -> int | None:
 
 
 def as_decimals(values: np.ndarray, max_exceptions: int) -> Decimals | None:
-    """`values` as decimal integers with at most `max_exceptions` exceptions, or None."""
+    """`values` as decimal integers with at most `max_exceptions` exceptions, or None. When
+    the probe's places leave too many values out (a block mostly constant at 7.0 with a few
+    values like 50.123), the values left out are probed for more places, up to twice."""
     with np.errstate(over="ignore", invalid="ignore"):
-        first = _probe_places(values)
-        if first is None:
-            return None
-        for places in range(first, min(first + 2, MAX_PLACES) + 1):
+        places = probe_places(values)
+        for _ in range(3):
+            if places is None:
+                return None
             ints, exact = exact_at(values, np.array(places))
             misses = values.size - int(np.count_nonzero(exact))
             if misses <= max_exceptions and misses < values.size:
                 return _with_exceptions(places, ints, exact, values)
+            more = probe_places(values[~exact])
+            places = more if more is not None and more > places else None
     return None
 
 
