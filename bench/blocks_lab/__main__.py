@@ -1,4 +1,5 @@
-"""python -m bench.blocks_lab [density rollups sqlite postgres ingest] [--repeat 3] [--out PATH]"""
+"""python -m bench.blocks_lab [density rollups sqlite postgres victoriametrics] [--repeat 3]
+[--out PATH]: the measurements behind docs/storage-blocks.md (all parts by default)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import calibration
-from bench.blocks_lab import density, rollups, sqlite_lab, workloads
+from bench.blocks_lab import density, postgres_lab, rollups, sqlite_lab, vm_lab, workloads
 
-PARTS = ("density", "rollups", "sqlite")
+PARTS = ("density", "rollups", "sqlite", "postgres", "victoriametrics")
 
 
 def main() -> None:
@@ -36,6 +37,12 @@ def main() -> None:
     if "sqlite" in args.parts:
         results["sqlite"] = sqlite_lab.run(args.repeat)
         sqlite_lab.show(results["sqlite"])
+    if "postgres" in args.parts:
+        results["postgres"] = postgres_lab.run(args.repeat)
+        postgres_lab.show(results["postgres"])
+    if "victoriametrics" in args.parts:
+        results["victoriametrics"] = vm_lab.run()
+        vm_lab.show(results["victoriametrics"])
     results["calibration_end"] = calibration.measure()
     print(f"\ncalibration: {results['calibration_start']} -> {results['calibration_end']}")
     if args.out:
