@@ -11,17 +11,31 @@ from pathlib import Path
 from typing import Any
 
 from bench import calibration
-from bench.blocks_lab import density, postgres_lab, rollups, sqlite_lab, vm_lab, workloads
+from bench.blocks_lab import (
+    compaction_lab,
+    density,
+    postgres_lab,
+    rollups,
+    sqlite_lab,
+    vm_lab,
+    workloads,
+)
 
-PARTS = ("density", "rollups", "sqlite", "postgres", "victoriametrics")
+PARTS = ("density", "rollups", "sqlite", "postgres", "compaction", "victoriametrics")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.blocks_lab", description=__doc__)
-    parser.add_argument("parts", nargs="*", default=list(PARTS), choices=PARTS)
+    parser.add_argument(
+        "parts", nargs="*", metavar="PART", help=f"any of {', '.join(PARTS)} (default: all)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing; the best is kept")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
+    args.parts = args.parts or list(PARTS)
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     labs = workloads.every()
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -40,6 +54,9 @@ def main() -> None:
     if "postgres" in args.parts:
         results["postgres"] = postgres_lab.run(args.repeat)
         postgres_lab.show(results["postgres"])
+    if "compaction" in args.parts:
+        results["compaction"] = compaction_lab.run(labs, args.repeat)
+        compaction_lab.show(results["compaction"])
     if "victoriametrics" in args.parts:
         results["victoriametrics"] = vm_lab.run()
         vm_lab.show(results["victoriametrics"])

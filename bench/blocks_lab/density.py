@@ -12,6 +12,7 @@ from pcodec import ChunkConfig, standalone  # type: ignore[import-untyped]
 
 from app.storage.blocks.batch import encode_series
 from app.storage.blocks.codec import decode_block, encode_block
+from app.storage.blocks.column import Settings
 from app.storage.blocks.merge import split_spans
 from app.storage.blocks.read import StoredBlock, no_rows, read_range
 from bench.blocks_lab.workloads import Lab
@@ -92,10 +93,28 @@ def measure_span(lab: Lab, span_ms: int, repeat: int) -> dict[str, Any]:
     }
 
 
+def levels(lab: Lab, span_ms: int, repeat: int) -> dict[str, Any]:
+    """pcodec's compression level for the decimal integers: bytes/sample against encode time."""
+    whole = [(lab.ts[s], lab.values[s]) for s in range(lab.values.shape[0])]
+    out: dict[str, Any] = {}
+    for level in (0, 2, 4, 6, 8):
+        cfg = Settings(int_level=level)
+        size = sum(len(b) for ts, v in whole for _, b in encode_series(ts, v, span_ms, cfg))
+        seconds = best(
+            repeat, lambda cfg=cfg: [encode_series(ts, v, span_ms, cfg) for ts, v in whole]
+        )
+        out[str(level)] = {
+            "bytes_per_sample": size / lab.samples,
+            "encode_series_s_per_million": seconds * 1e6 / lab.samples,
+        }
+    return out
+
+
 def run(labs: list[Lab], repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for lab in labs:
         out[lab.name] = {name: measure_span(lab, ms, repeat) for name, ms in SPANS.items()}
+    out["levels_bench_2h"] = levels(labs[0], 2 * HOUR, repeat)
     return out
 
 
@@ -105,6 +124,8 @@ def show(results: dict[str, Any]) -> None:
         " once), decode s per 1M | read of one series ms"
     )
     for lab, spans in results.items():
+        if lab == "levels_bench_2h":
+            continue
         print(f"  {lab}")
         for span, r in spans.items():
             print(
@@ -114,3 +135,6 @@ def show(results: dict[str, Any]) -> None:
                 f" {r['decode_s_per_million']:.4f}"
                 f" | {r['read_one_series_ms']:.3f} ms for {r['points_per_series']} points"
             )
+    print("  pcodec level of the decimal integers (bench, 2h): bytes/sample, encode s per 1M")
+    for level, r in results["levels_bench_2h"].items():
+        print(f"    {level}: {r['bytes_per_sample']:.3f}, {r['encode_series_s_per_million']:.3f}")
