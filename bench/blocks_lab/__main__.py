@@ -42,29 +42,39 @@ def main() -> None:
         "load": os.getloadavg(),
     }
     results["calibration_start"] = calibration.measure()
+
+    def save() -> None:  # after every part, so that a failure keeps what was measured
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=1))
+
     if "density" in args.parts:
         results["density"] = density.run(labs, args.repeat)
         density.show(results["density"])
+        save()
     if "rollups" in args.parts:
         results["rollups"] = rollups.run(labs, args.repeat)
         rollups.show(results["rollups"])
+        save()
     if "sqlite" in args.parts:
         results["sqlite"] = sqlite_lab.run(args.repeat)
         sqlite_lab.show(results["sqlite"])
+        save()
     if "postgres" in args.parts:
         results["postgres"] = postgres_lab.run(args.repeat)
         postgres_lab.show(results["postgres"])
+        save()
     if "compaction" in args.parts:
         results["compaction"] = compaction_lab.run(labs, args.repeat)
         compaction_lab.show(results["compaction"])
+        save()
     if "victoriametrics" in args.parts:
         results["victoriametrics"] = vm_lab.run()
         vm_lab.show(results["victoriametrics"])
+        save()
     results["calibration_end"] = calibration.measure()
     print(f"\ncalibration: {results['calibration_start']} -> {results['calibration_end']}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+    save()
 
 
 if __name__ == "__main__":

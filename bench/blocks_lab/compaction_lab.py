@@ -247,7 +247,7 @@ async def pg_compact(conn: asyncpg.Connection, lab: Lab, late: bool) -> dict[str
         rows_ = [(s, postgres_lab.RESOLUTION[r], d, n, p) for s, r, d, n, p in rollups]
         await conn.execute(postgres_lab.INSERT_ROLLUPS, *postgres_lab.columns(rows_))
     started = stages.add("write_blocks", started)
-    await conn.execute("DELETE FROM head WHERE ts <= ?", (int(ts.max()),))  # no truncate shortcut
+    await conn.execute("DELETE FROM head WHERE ts <= $1", int(ts.max()))
     started = stages.add("delete_head", started)
     await tx.commit()
     stages.add("commit", started)

@@ -26,9 +26,9 @@ class Lab:
         return int(self.values.size)
 
 
-def _grid(series: int, points: int) -> np.ndarray:
-    start = END_MS - points * STEP_MS
-    return np.tile(start + STEP_MS * np.arange(points, dtype=np.int64), (series, 1))
+def _grid(series: int, points: int, step_ms: int = STEP_MS) -> np.ndarray:
+    start = END_MS - points * step_ms
+    return np.tile(start + step_ms * np.arange(points, dtype=np.int64), (series, 1))
 
 
 def bench_values(series: int, points: int) -> np.ndarray:
