@@ -99,6 +99,12 @@ def every(series: int = 100, points: int = 10_000) -> list[Lab]:
             mostly_constant(series, points),
         ),
         Lab(
+            "bench_60s",
+            "the benchmark's values every 60 s instead of 10 s (a 2h block holds 120)",
+            _grid(series, points, 60_000),
+            bench_values(series, points),
+        ),
+        Lab(
             "jittered_ts",
             "the benchmark's values at jittered (±25 ms) timestamps",
             jittered(grid),
