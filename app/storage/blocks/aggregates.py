@@ -151,3 +151,14 @@ def merge(parts: Sequence[Buckets]) -> Buckets:
         every.last[ends],
         every.last_ts[ends],
     )
+
+
+def replace_range(stored: Buckets, fresh: Buckets, lo: int, hi: int) -> Buckets:
+    """`stored` with its buckets starting in [lo, hi) replaced by `fresh` (recomputed from the
+    raw samples of that range: a span the rollup job has compacted). Both sorted by
+    (series, bucket); `fresh` must lie in [lo, hi)."""
+    if len(fresh) and (int(fresh.bucket.min()) < lo or int(fresh.bucket.max()) >= hi):
+        raise ValueError(f"fresh buckets outside [{lo}, {hi})")
+    kept = stored.take((stored.bucket < lo) | (stored.bucket >= hi))
+    both = concat([kept, fresh])
+    return both.take(np.lexsort((both.bucket, both.series)))

@@ -3,6 +3,7 @@ no Python step per sample."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -35,6 +36,18 @@ def merge_rows(
     if ascending and (block_ts.size == 0 or row_ts[0] > block_ts[-1]):
         return np.concatenate([block_ts, row_ts]), np.concatenate([block_values, row_values])
     return last_wins(np.concatenate([block_ts, row_ts]), np.concatenate([block_values, row_values]))
+
+
+def fold(
+    layers: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One span's samples from its layers, oldest first (the final block, its pending parts in
+    write order, the head rows in arrival order): a later layer's value wins at a timestamp.
+    What compaction encodes as the span's new final block."""
+    ts, values = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    for layer_ts, layer_values in layers:
+        ts, values = merge_rows(ts, values, layer_ts, layer_values)
+    return ts, values
 
 
 @dataclass(frozen=True)

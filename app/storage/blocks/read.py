@@ -21,6 +21,7 @@ class StoredBlock:
     first_ts: int
     last_ts: int
     payload: bytes
+    seq: int = 0  # pending parts: the write order (a later part wins); 0 for final blocks
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,33 @@ def overlay(base: Rows, top: Rows) -> Rows:
     )
 
 
-def read_range(blocks: Sequence[StoredBlock], head: Rows, lo: int, hi: int) -> Rows:
-    """Samples in [lo, hi]: the blocks' with the head rows (in arrival order, newer than every
-    block) laid over them. Sorted by (series, ts)."""
+def decode_parts(parts: Sequence[StoredBlock], lo: int, hi: int) -> Rows:
+    """The samples in [lo, hi] of pending parts, which may overlap: of one series and
+    timestamp, the part with the highest `seq` wins. Sorted by (series, ts)."""
+    pieces = [decode_range([part], lo, hi) for part in sorted(parts, key=lambda p: p.seq)]
+    if not pieces:
+        return no_rows()
+    return last_write_wins(
+        Rows(
+            np.concatenate([p.series for p in pieces]),
+            np.concatenate([p.ts for p in pieces]),
+            np.concatenate([p.values for p in pieces]),
+        )
+    )
+
+
+def read_range(
+    blocks: Sequence[StoredBlock],
+    head: Rows,
+    lo: int,
+    hi: int,
+    parts: Sequence[StoredBlock] = (),
+) -> Rows:
+    """Samples in [lo, hi], newest write winning: final blocks, then pending parts in `seq`
+    order, then head rows (in arrival order, newer than every block and part). Sorted by
+    (series, ts)."""
     inside = (head.ts >= lo) & (head.ts <= hi)
-    return overlay(decode_range(blocks, lo, hi), last_write_wins(head.take(inside)))
+    pending = decode_parts(parts, lo, hi)
+    return overlay(
+        overlay(decode_range(blocks, lo, hi), pending), last_write_wins(head.take(inside))
+    )

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.storage.blocks.aggregates import Buckets, aggregate, concat, empty, merge
+from app.storage.blocks.aggregates import Buckets, aggregate, concat, empty, merge, replace_range
 
 MINUTE, HOUR = 60_000, 3_600_000
 WIDTHS = [MINUTE, 5 * MINUTE, HOUR]
@@ -150,3 +150,19 @@ def test_equal_last_ts_takes_the_later_part() -> None:
     b = aggregate(np.zeros(1, dtype=np.int64), np.array([5]), np.array([2.0]), MINUTE)
     assert merge([a, b]).last.tolist() == [2.0]
     assert merge([b, a]).last.tolist() == [1.0]
+
+
+def test_replace_range_swaps_the_buckets_of_a_span() -> None:
+    ts = np.arange(0, 4 * HOUR, 10 * MINUTE)
+    day = aggregate(np.zeros(ts.size, dtype=np.int64), ts, np.ones(ts.size), HOUR)
+    span = aggregate(
+        np.zeros(2, dtype=np.int64), np.array([HOUR, 2 * HOUR]), np.array([5.0, 7.0]), HOUR
+    )
+    got = replace_range(day, span, HOUR, 3 * HOUR)
+    assert got.bucket.tolist() == [0, HOUR, 2 * HOUR, 3 * HOUR]
+    assert got.count.tolist() == [6, 1, 1, 6]
+    assert got.sum.tolist() == [6.0, 5.0, 7.0, 6.0]
+    gone = replace_range(day, empty(), HOUR, 3 * HOUR)  # the span has no samples any more
+    assert gone.bucket.tolist() == [0, 3 * HOUR]
+    with pytest.raises(ValueError, match="outside"):
+        replace_range(day, span, 2 * HOUR, 3 * HOUR)

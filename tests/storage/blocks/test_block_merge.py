@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.storage.blocks.merge import (
+    fold,
     last_wins,
     merge_rows,
     series_spans,
@@ -35,6 +36,29 @@ def test_merge_equals_the_dict_model(block: dict[int, int], late: list[tuple[int
     row_values = np.array([v for _, v in late], dtype=np.float64)
     ts, values = merge_rows(block_ts, block_values, row_ts, row_values)
     want = model({t: float(v) for t, v in block.items()}, late)
+    assert ts.tolist() == sorted(want)
+    assert values.tolist() == [want[t] for t in sorted(want)]
+
+
+@given(st.lists(st.dictionaries(stamps, st.integers(-1000, 1000), max_size=30), max_size=4), rows)
+def test_fold_equals_the_dict_model(
+    layers: list[dict[int, int]], head: list[tuple[int, int]]
+) -> None:
+    """A span's final block and pending parts (each sorted, unique), then head rows (arrival
+    order): a later layer wins."""
+    sorted_layers = [
+        (np.array(sorted(d), dtype=np.int64), np.array([d[t] for t in sorted(d)], dtype=np.float64))
+        for d in layers
+    ]
+    head_layer = (
+        np.array([t for t, _ in head], dtype=np.int64),
+        np.array([v for _, v in head], dtype=np.float64),
+    )
+    ts, values = fold([*sorted_layers, head_layer])
+    want: dict[int, float] = {}
+    for d in layers:
+        want.update({t: float(v) for t, v in d.items()})
+    want = model(want, head)
     assert ts.tolist() == sorted(want)
     assert values.tolist() == [want[t] for t in sorted(want)]
 

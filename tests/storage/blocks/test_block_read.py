@@ -4,6 +4,7 @@ wins; against a dict model of every write."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 from block_strategies import STALE, as_floats
@@ -60,9 +61,18 @@ def bits(rows: Rows) -> list[tuple[int, int, int]]:
     )
 
 
+def parts_of(writes: list[dict[tuple[int, int], float]], span: int) -> list[StoredBlock]:
+    """Each write a pending part per (series, span) it touches, `seq` its order."""
+    out = []
+    for seq, write in enumerate(writes, start=1):
+        out += [replace(b, seq=seq) for b in blocks_of(write, span)]
+    return out[::-1]
+
+
 @settings(max_examples=150)
 @given(
     st.dictionaries(key, value_bits, max_size=80),
+    st.lists(st.dictionaries(key, value_bits, max_size=20), max_size=3),
     st.lists(st.tuples(key, value_bits), max_size=40),
     st.integers(-3 * HOUR, 5 * HOUR),
     st.integers(0, 4 * HOUR),
@@ -70,21 +80,26 @@ def bits(rows: Rows) -> list[tuple[int, int, int]]:
 )
 def test_read_range_equals_the_model(
     stored: dict[tuple[int, int], float],
+    pending: list[dict[tuple[int, int], float]],
     head: list[tuple[tuple[int, int], float]],
     lo: int,
     length: int,
     span: int,
 ) -> None:
+    """Final blocks, then pending parts in write order, then head rows in arrival order."""
     hi = lo + length
     truth = dict(stored)
-    for k, v in head:  # arrival order; the head is newer than every block
+    for write in pending:
+        truth.update(write)
+    for k, v in head:
         truth[k] = v
     want = [
         (s, t, np.array([truth[(s, t)]]).view(np.int64)[0].item())
         for s, t in sorted(truth)
         if lo <= t <= hi
     ]
-    assert bits(read_range(blocks_of(stored, span), as_rows(head), lo, hi)) == want
+    got = read_range(blocks_of(stored, span), as_rows(head), lo, hi, parts_of(pending, span))
+    assert bits(got) == want
 
 
 def test_decode_range_cuts_blocks_at_the_edges() -> None:
