@@ -134,9 +134,13 @@ def read_floats(buf: bytes, at: int, header: bytes, n: int) -> tuple[np.ndarray,
         raise ValueError(f"unknown float column kind {kind}")
     places = buf[at + 1]
     count, at = varint.get_uint(buf, at + 2)
-    gaps = np.empty(count, dtype=np.int64)
-    for i in range(count):
-        gaps[i], at = varint.get_uint(buf, at)
+    if count == 0:
+        ints, at = pco.read_chunk(buf, at, header, n, "i64")
+        return decoded(ints, places), at
+    gaps = []
+    for _ in range(count):
+        gap, at = varint.get_uint(buf, at)
+        gaps.append(gap)
     bits = np.frombuffer(buf, dtype="<i8", count=count, offset=at).astype(np.int64)
     ints, at = pco.read_chunk(buf, at + 8 * count, header, n, "i64")
     values = decoded(ints, places)

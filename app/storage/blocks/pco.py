@@ -8,7 +8,8 @@ on a 2-hour block of 720 samples that is about 1% of the block.
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+from typing import Any, Literal
 
 import numpy as np
 import pcodec  # type: ignore[import-untyped]
@@ -51,9 +52,15 @@ def chunk(values: np.ndarray, level: int, delta: Delta) -> bytes:
     return bytes(compressor.write_meta()) + bytes(compressor.write_page(0))
 
 
+@functools.lru_cache(maxsize=16)
+def _file_decompressor(header: bytes) -> object:
+    """pcodec's reader of a file header: one per pcodec format version, so kept."""
+    return wrapped.FileDecompressor.new(header)[0]
+
+
 def read_chunk(buf: bytes, at: int, header: bytes, n: int, dtype: Dtype) -> tuple[np.ndarray, int]:
     """Decode the chunk of `n` numbers starting at byte `at`: the array and the next offset."""
-    decompressor, _ = wrapped.FileDecompressor.new(header)
+    decompressor: Any = _file_decompressor(header)
     chunk_decompressor, meta_len = decompressor.chunk_decompressor(buf[at:], dtype)
     out = np.empty(n, dtype=NUMPY[dtype])
     progress, page_len = chunk_decompressor.read_page_into(buf[at + meta_len :], n, out)

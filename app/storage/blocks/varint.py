@@ -23,6 +23,8 @@ def put_int(out: bytearray, value: int) -> None:
 
 def get_uint(buf: bytes, at: int) -> tuple[int, int]:
     """The unsigned varint at byte `at`, and the offset after it."""
+    if at < len(buf) and buf[at] < 0x80:  # one byte: most counts, steps and gaps
+        return buf[at], at + 1
     value = shift = 0
     for i in range(at, min(at + MAX_BYTES, len(buf))):
         byte = buf[i]
