@@ -15,13 +15,22 @@ from bench.blocks_lab import (
     compaction_lab,
     density,
     postgres_lab,
+    promote_lab,
     rollups,
     sqlite_lab,
     vm_lab,
     workloads,
 )
 
-PARTS = ("density", "rollups", "sqlite", "postgres", "compaction", "victoriametrics")
+PARTS = (
+    "density",
+    "rollups",
+    "sqlite",
+    "postgres",
+    "compaction",
+    "promote",
+    "victoriametrics",
+)
 
 
 def main() -> None:
@@ -67,6 +76,10 @@ def main() -> None:
     if "compaction" in args.parts:
         results["compaction"] = compaction_lab.run(labs, args.repeat)
         compaction_lab.show(results["compaction"])
+        save()
+    if "promote" in args.parts:
+        results["promote"] = promote_lab.run(args.repeat)
+        promote_lab.show(results["promote"])
         save()
     if "victoriametrics" in args.parts:
         results["victoriametrics"] = vm_lab.run()

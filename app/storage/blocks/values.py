@@ -5,7 +5,7 @@ Most metrics are decimal numbers with few places (`50.123`, a counter `1234`). A
 integer 50123 by the double 1000.0 gives (IEEE 754 division is correctly rounded). So a value v
 is stored as the integer k = rint(v * 10**d) whenever k / 10**d gives back v's very bits and
 |k| < 2**53 (so that k is exact as a double). pcodec packs those integers tighter and about three
-times faster than the doubles (measured in bench/blocks_lab.py).
+times faster than the doubles (measured in bench/blocks_lab/).
 
 Values that are not such decimals (NaN of any payload, such as the Prometheus stale marker,
 infinities, -0.0, full-precision values) become *exceptions*: their position and their 64 raw
@@ -23,7 +23,9 @@ import numpy as np
 MAX_PLACES = 12  # decimal places tried
 EXACT_INT = 2**53  # integers of smaller magnitude are exact as doubles
 PROBE = 16  # values looked at before the whole block is tried
-POW10 = 10.0 ** np.arange(MAX_PLACES + 1)  # exact: every power of ten up to 1e22 is a double
+# exact: converted from Python's integers (every power of ten up to 1e22 is a double), not
+# computed by a pow() whose last bit could differ between platforms; decoders divide by these
+POW10 = np.array([float(10**d) for d in range(MAX_PLACES + 1)])
 
 
 @dataclass(frozen=True)
