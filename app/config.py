@@ -93,6 +93,17 @@ class Settings(BaseSettings):
         description="Raw, rollup and anomaly queries running longer are cancelled with a 503.",
     )
 
+    promql_max_samples: int = Field(
+        50_000_000,
+        gt=0,
+        description="Most samples one PromQL query may load or hold per step array; more is a 422.",
+    )
+
+    promql_rollups: bool = Field(
+        True,
+        description="Serve PromQL *_over_time windows from rollups where that is exact.",
+    )
+
     retention_raw: Duration = Field(timedelta(days=7), description="How long raw samples are kept.")
     retention_1m: Duration = Field(timedelta(days=30), description="How long 1m rollups are kept.")
     retention_5m: Duration = Field(timedelta(days=90), description="How long 5m rollups are kept.")
@@ -136,6 +147,63 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         True,
         description="One log line per request (logger app.access); /metrics counts them anyway.",
+    )
+
+    # -- limits against slow, hostile and broken peers (docs/operations.md#limits-and-timeouts)
+
+    http_max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers); larger is a 431.",
+    )
+    http_header_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="How long a client may take to send a request head once it has started "
+        "(or, on a new connection, to start): past it, 408 and the connection is closed.",
+    )
+    http_body_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="How long the service waits for the next part of a request body: past it, "
+        "408 and the connection is closed.",
+    )
+    http_body_min_rate: int = Field(
+        1024,
+        ge=0,
+        description="Bytes per second a request body must average after its first "
+        "HTTP_BODY_TIMEOUT (0: no minimum); slower is a 408.",
+    )
+    http_linger_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="After answering a request before its body was read (413, 401, ...), how "
+        "long the rest is read and dropped so the client gets the answer, then the connection "
+        "is closed.",
+    )
+    http_linger_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="The most body bytes read and dropped that way per request.",
+    )
+    max_buffered_body_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="Most bytes of request bodies held in memory at once by all requests of a "
+        "process (JSON bodies); a body beyond it is answered 503 with Retry-After.",
+    )
+    db_statement_timeout: Duration = Field(
+        timedelta(seconds=60),
+        description="PostgreSQL: the longest one statement may run or a transaction may sit "
+        "idle (server-side statement_timeout, idle_in_transaction_session_timeout); the client "
+        "gives up a connection that stays silent 2 s longer.",
+    )
+    db_write_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="PostgreSQL: how long one write may take once it has the write lock; past "
+        "it the request is answered 503 with Retry-After and its connection discarded.",
+    )
+    db_tcp_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="PostgreSQL: how long a connection may go without the peer acknowledging "
+        "data or keepalive probes (TCP keepalive, tcp_user_timeout) before it is given up.",
     )
 
     @field_validator("database_url")

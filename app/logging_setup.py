@@ -34,3 +34,14 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     root.propagate = False
+    silence_server_access_log()
+
+
+def silence_server_access_log() -> None:
+    """uvicorn's access line repeats `app.access`'s and carries the query string (label values,
+    any credential a client puts in the URL): it is off, however the server was started (its
+    `--access-log` included). `app.access` logs each request once, path only."""
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers[:] = []
+    uvicorn_access.propagate = False
+    uvicorn_access.disabled = True

@@ -11,15 +11,35 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.types import Receive, Scope, Send
 
-from app import observability
+from app import observability, server
 from app.api import hot_ingest
-from app.api.routes import anomaly, dashboard, docs, health, ingest, jobs, query
+from app.api.routes import (
+    anomaly,
+    dashboard,
+    docs,
+    health,
+    imports,
+    influx,
+    ingest,
+    jobs,
+    prometheus,
+    query,
+    remote_write,
+)
 from app.config import Settings, get_settings
-from app.errors import install_error_handlers
+from app.errors import (
+    BadRequest,
+    Unauthorized,
+    Unavailable,
+    install_error_handlers,
+    responses_for,
+)
+from app.http_guard import BodyGuard, BodyTimeout, Overloaded
 from app.logging_setup import configure_logging
 from app.migrate import upgrade
 from app.scheduler import Scheduler
@@ -40,8 +60,15 @@ class MetricsApp(FastAPI):
     started (app.api.hot_ingest says why and how)."""
 
     hot_ingest: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+    body_guard: BodyGuard | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.body_guard is not None:
+            await self.body_guard(scope, receive, send, self._dispatch)  # app.http_guard
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hot_ingest is not None and hot_ingest.is_hot(scope):
             await self.hot_ingest(scope, receive, send)
         else:
@@ -83,6 +110,7 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
         try:
             yield
         finally:
+            app.state.shutting_down = True  # outside protocols answer 503 + Retry-After now
             app.serve_hot_ingest(None)
             await scheduler.stop()
             await committer.stop()
@@ -97,9 +125,14 @@ def create_app(settings: Settings | None = None) -> MetricsApp:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.body_guard = BodyGuard(settings)
     install_error_handlers(app)
-    for module in (ingest, query, anomaly, jobs, health, dashboard, docs):
+    routers = (ingest, query, anomaly, jobs, health, dashboard, docs, remote_write, influx, imports)
+    for module in routers:
         app.include_router(module.router)
+    # The Prometheus query API, also under /prometheus as VictoriaMetrics serves it.
+    app.include_router(prometheus.router)
+    app.include_router(prometheus.router, prefix="/prometheus", include_in_schema=False)
     observability.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -145,12 +178,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+# Statuses any operation may answer, described from the error table (app.errors.RULES).
 ERROR_STATUSES = {
-    "400": "Body is not valid JSON",
-    "401": "API key missing or wrong (when keys are configured)",
-    "422": "A rule broken; `detail` names the field or item",
-    "503": "Database unavailable",
+    str(status): entry["description"]
+    for status, entry in responses_for(
+        BadRequest, Unauthorized, RequestValidationError, BodyTimeout, Unavailable, Overloaded
+    ).items()
 }
+
+
+def _answers_own_model(entry: dict[str, Any]) -> bool:
+    """A route that documents its own error model (the Prometheus API's envelope) keeps it."""
+    ref = entry.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+    return bool(ref) and not ref.endswith(("/ErrorResponse", "/HTTPValidationError"))
 
 
 def _document_errors(schema: dict[str, Any]) -> None:
@@ -161,9 +201,11 @@ def _document_errors(schema: dict[str, Any]) -> None:
             responses = op.setdefault("responses", {})
             for status, text in ERROR_STATUSES.items():
                 entry = responses.setdefault(status, {"description": text})
-                entry["content"] = {"application/json": {"schema": ref}}
+                if not _answers_own_model(entry):
+                    entry["content"] = {"application/json": {"schema": ref}}
     for unused in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(unused, None)
 
 
 app = create_app()
+server.adopt_loading_server(app.state.settings)  # the request-head limits (app.server)

@@ -40,3 +40,15 @@ class Sample:
     key: SeriesKey
     ts: int
     value: float
+
+
+@dataclass(frozen=True, slots=True)
+class MetricMetadata:
+    """What an agent says about a metric family (Prometheus' metadata): its type (`counter`,
+    `gauge`, `histogram`, `gaugehistogram`, `summary`, `info`, `stateset` or `unknown`), help
+    text and unit."""
+
+    metric: str
+    type: str
+    help: str
+    unit: str

@@ -38,26 +38,36 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import ReadKey
 from app.config import Settings
+from app.errors import reason_of_status
 from app.storage.store import Store
 
 log = logging.getLogger("app.observability")
 access_log = logging.getLogger("app.access")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-WRITE_ROUTES = frozenset({"/metrics/ingest", "/backfill/import"})
+WRITE_ROUTES = frozenset(
+    {
+        "/metrics/ingest",
+        "/backfill/import",
+        # outside protocols (app.api.routes.protocols)
+        "/api/v1/write",
+        "/api/v1/push",
+        "/prometheus/api/v1/write",
+        "/prometheus/api/v1/push",
+        "/write",
+        "/api/v2/write",
+        "/influx/write",
+        "/influx/api/v2/write",
+        "/api/v1/import",
+        "/api/v1/import/prometheus",
+        "/prometheus/api/v1/import",
+        "/prometheus/api/v1/import/prometheus",
+    }
+)
 UNMATCHED_ROUTE = "<unmatched>"
 SCRAPE_DB_TIMEOUT_SECONDS = 5.0
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
-# Why a write was refused, from its status code.
-REJECTION_REASONS: Mapping[int, str] = {
-    400: "bad_request",
-    401: "auth",
-    413: "payload_too_large",
-    422: "validation",
-    429: "cardinality",
-    503: "unavailable",
-}
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -132,9 +142,45 @@ class Metrics:
         )
         self.rejected = Counter(
             "metrics_rejected_writes",
-            "Write requests (/metrics/ingest, /backfill/import) refused, by reason: validation, "
-            "cardinality, payload_too_large, auth, bad_request, unavailable, server_error, other.",
+            "Write requests refused (JSON and outside protocols), by reason: the rejection reason"
+            " of the domain error (app.errors.RULES: validation, partial_write, cardinality,"
+            " payload_too_large, auth, bad_request, unsupported, retention, unavailable), else"
+            " server_error or other.",
             ["route", "reason"],
+            registry=r,
+        )
+        self.protocol_samples = Counter(
+            "metrics_protocol_ingested_samples",
+            "Samples committed through an outside protocol, by protocol.",
+            ["protocol"],
+            registry=r,
+        )
+        self.protocol_refused = Counter(
+            "metrics_protocol_refused",
+            "Series, lines or samples an outside protocol sent that broke a rule and were"
+            " refused while the rest of the request was stored, by protocol and unit.",
+            ["protocol", "unit"],
+            registry=r,
+        )
+        self.protocol_refused_samples = Counter(
+            "metrics_protocol_refused_samples",
+            "Samples in those refusals, by protocol.",
+            ["protocol"],
+            registry=r,
+        )
+        self.protocol_ignored = Counter(
+            "metrics_protocol_ignored",
+            "Things an outside protocol sent that are ignored on purpose, by protocol and what:"
+            " exemplars, histograms (native), string_fields (line protocol).",
+            ["protocol", "what"],
+            registry=r,
+        )
+        self.protocol_old = Counter(
+            "metrics_protocol_old_samples",
+            "Samples an outside protocol sent older than raw retention, by protocol and kind:"
+            " rollups_only (merged into the rollups that still hold their time) or"
+            " beyond_retention (older than every retention: not stored).",
+            ["protocol", "kind"],
             registry=r,
         )
         self.series = Gauge("metrics_series", "Series stored (read at scrape time).", registry=r)
@@ -185,7 +231,9 @@ class Metrics:
             registry=r,
         )
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe(
+        self, method: str, route: str, status: int, seconds: float, reason: str | None = None
+    ) -> None:
         children = self._children.get((method, route, status))
         if children is None:  # first answer of its kind: look the labelled children up once
             children = self._children[(method, route, status)] = (
@@ -195,7 +243,7 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
         if route in WRITE_ROUTES and status >= 400:
-            self.rejected.labels(route, rejection_reason(status)).inc()
+            self.rejected.labels(route, reason or reason_of_status(status)).inc()
 
     async def refresh(self, store: Store | None) -> None:
         """Read what lives in the database and the pools into the gauges; never raises."""
@@ -245,12 +293,6 @@ class Metrics:
 
 async def _read_db(store: Store) -> tuple[int, dict[str, dict[str, object]]]:
     return await store.series_count(), await store.job_runs()
-
-
-def rejection_reason(status: int) -> str:
-    if status in REJECTION_REASONS:
-        return REJECTION_REASONS[status]
-    return "server_error" if status >= 500 else "other"
 
 
 def route_template(scope: Scope) -> str:
@@ -317,7 +359,8 @@ class RequestRecorder:
     def record(self, scope: Scope, route: str, status: int, started: float) -> None:
         seconds = time.perf_counter() - started
         method = str(scope.get("method", ""))
-        self.metrics.observe(method, route, status, seconds)
+        reason = scope.get("state", {}).get("rejection_reason") if status >= 400 else None
+        self.metrics.observe(method, route, status, seconds, reason)
         if not (self.log_access and access_log.isEnabledFor(logging.INFO)):
             return
         path = str(scope.get("path", ""))
@@ -423,6 +466,24 @@ def count_ingested(request: Request, n: int) -> None:
     metrics = metrics_of(request.app)
     if metrics is not None and n > 0:
         metrics.ingested.inc(n)
+
+
+def count_protocol(request: Request, protocol: str, result: Any, report: Any) -> None:
+    """Count what an outside-protocol request stored (an AppendResult), refused and ignored (a
+    WriteReport)."""
+    metrics = metrics_of(request.app)
+    if metrics is None:
+        return
+    if result.written:
+        metrics.protocol_samples.labels(protocol).inc(result.written)
+    for kind in ("rollups_only", "beyond_retention"):
+        if getattr(result, kind, 0):
+            metrics.protocol_old.labels(protocol, kind).inc(getattr(result, kind))
+    if report.refused:
+        metrics.protocol_refused.labels(protocol, report.unit).inc(report.refused)
+        metrics.protocol_refused_samples.labels(protocol).inc(report.refused_samples)
+    for what, count in report.ignored.items():
+        metrics.protocol_ignored.labels(protocol, what).inc(count)
 
 
 # -- exposure warning -----------------------------------------------------------------------

@@ -6,7 +6,7 @@ describe the same shapes. Responses are built as plain data and serialized with 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -44,14 +44,29 @@ class BackfillRequest(BaseModel):
     )
 
 
+WRITE_COUNTS = {
+    "raw": "Samples stored raw (at or after the metric's raw data retention cut-off).",
+    "rollups_only": "Older samples merged into the rollups that still retain their time only.",
+    "beyond_retention": "Samples older than every retention of their metric: not stored.",
+}
+
+
 class IngestResponse(BaseModel):
+    """What became of the sample (docs/rollups-and-retention.md): one of the counts is 1."""
+
     status: str = "ok"
+    raw: int = Field(description=WRITE_COUNTS["raw"])
+    rollups_only: int = Field(description=WRITE_COUNTS["rollups_only"])
+    beyond_retention: int = Field(description=WRITE_COUNTS["beyond_retention"])
 
 
 class BackfillResponse(BaseModel):
     status: str = "ok"
-    imported: int
+    imported: int = Field(description="Samples stored: raw + rollups_only.")
     series: int
+    raw: int = Field(description=WRITE_COUNTS["raw"])
+    rollups_only: int = Field(description=WRITE_COUNTS["rollups_only"])
+    beyond_retention: int = Field(description=WRITE_COUNTS["beyond_retention"])
 
 
 class NamesResponse(BaseModel):
@@ -60,7 +75,13 @@ class NamesResponse(BaseModel):
 
 class RawPoint(BaseModel):
     timestamp: str
-    value: float
+    value: float | None = Field(description="null when `special` is set.")
+    special: Literal["stale", "NaN", "+Inf", "-Inf"] | None = Field(
+        None,
+        description="Only on points JSON cannot carry as a number: a Prometheus stale marker"
+        " (the series ended), NaN, or an infinity, stored bit for bit as the outside protocols"
+        " sent them.",
+    )
 
 
 class RawSeries(BaseModel):
@@ -72,7 +93,11 @@ class RawQueryResponse(BaseModel):
     metric_name: str
     start_time: str
     end_time: str
-    series: list[RawSeries]
+    raw_retained_from: str = Field(
+        description="Raw samples of this metric are kept from this time on; the answer holds "
+        "none before it (older data lives in the rollups that retain it)."
+    )
+    series: list[RawSeries] = Field(description="Series with points in the range.")
     truncated: bool = Field(description="True when `limit` cut the answer short.")
 
 
@@ -100,7 +125,10 @@ class RollupQueryResponse(BaseModel):
     materialized_until: str | None = Field(
         description="Buckets before this come from rollup tables; later ones from raw, live."
     )
-    series: list[RollupSeries]
+    retained_from: str = Field(
+        description="Buckets of this window are kept from this time on; none before it."
+    )
+    series: list[RollupSeries] = Field(description="Series with buckets in the range.")
 
 
 class Anomaly(BaseModel):
@@ -122,7 +150,7 @@ class AnomalyResponse(BaseModel):
     threshold: float
     method: str
     window: str | None = Field(None, description="The rollup scored, if any.")
-    series: list[AnomalySeries]
+    series: list[AnomalySeries] = Field(description="Series with points in the range.")
 
 
 class ErrorResponse(BaseModel):

@@ -34,7 +34,7 @@ import numpy as np
 import orjson
 from sqlalchemy.engine import make_url
 
-from bench import calibration, ceiling, workers, workload
+from bench import calibration, ceiling, promql, protocols, workers, workload
 from bench.server import Server, run_wrk
 from bench.workload import METRIC, Workload
 
@@ -84,12 +84,15 @@ def measure_backend(
         result["rollup_job_s"] = rollup_job_seconds(url, client)
         result["disk_bytes_per_sample"] = disk_bytes(name, url) / work.samples
         result["queries_ms"] = query_timings(client, work)
+        promql.load_counters(client, work)
+        result["promql_ms"] = promql.measure(server.base_url, work, args.promql_repeats)
         result.update(columnar_against_ceiling(name, url, work, args, client, tmp))
         runs = [
             run_wrk(server.base_url, args.clients, args.wrk_seconds) for _ in range(args.wrk_runs)
         ]
         result["single_ingest_runs"] = runs
         result["single_ingest_req_s"] = float(np.median(runs))
+        result["protocols"] = protocols.measure_ours(server.base_url, work, name)
     return result
 
 
@@ -244,6 +247,56 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def protocols_only(args: argparse.Namespace) -> int:
+    """`--protocols-only`: each backend's protocol ingestion, VictoriaMetrics', the parse cost."""
+    work = workload.build(args.series, args.points, args.seed, int(time.time() * 1000))
+    machine = calibration.measure()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="metrics-bench-") as tmp:
+        for name in args.backends.split(","):
+            print(f"protocols into {name} ...", flush=True)
+            results.append(_protocols_backend(name, work, args, Path(tmp)))
+    results[0]["protocol_parse_us"] = protocols.parse_cost(work)
+    print("the same protocol bodies into VictoriaMetrics ...", flush=True)
+    victoria = protocols.measure_victoria_metrics(work)
+    after = calibration.measure()
+    print("\n".join(protocols.table_rows(results, victoria)))
+    print(
+        f"machine: Python loop {machine['python_loop_ms']:.0f} ms at the start,"
+        f" {after['python_loop_ms']:.0f} ms at the end"
+    )
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    path = out / time.strftime("protocols-%Y%m%dT%H%M%S.json")
+    meta = {"calibration": machine, "calibration_after": after, "victoria_metrics": victoria}
+    path.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"results written to {path.relative_to(ROOT)}")
+    return 0
+
+
+def _protocols_backend(
+    name: str, work: Workload, args: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
+    env = {"SCHEDULER_ENABLED": "false", "LOG_LEVEL": "WARNING", "ACCESS_LOG": "false"}
+    if name == "sqlite":
+        with Server({**env, "DATABASE_URL": f"sqlite:///{tmp / 'protocols.db'}"}) as server:
+            return {
+                "backend": name,
+                "protocols": protocols.measure_ours(server.base_url, work, name),
+            }
+    db = f"bench_protocols_{os.getpid()}"
+    asyncio.run(_pg_admin(args.postgres_url, f'CREATE DATABASE "{db}"'))
+    url = make_url(args.postgres_url).set(database=db).render_as_string(hide_password=False)
+    try:
+        with Server({**env, "DATABASE_URL": url}) as server:
+            return {
+                "backend": name,
+                "protocols": protocols.measure_ours(server.base_url, work, name),
+            }
+    finally:
+        asyncio.run(_pg_admin(args.postgres_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--series", type=int, default=100)
@@ -271,10 +324,20 @@ def main(argv: list[str] | None = None) -> int:
         "--only-workers", action="store_true", help="run only the several-processes measurement"
     )
     parser.add_argument(
+        "--promql-repeats", type=int, default=10, help="runs of each PromQL query (bench/promql.py)"
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres"),
     )
+    parser.add_argument(
+        "--protocols-only",
+        action="store_true",
+        help="only the protocol ingestion figures (bench/protocols.py) and their parse cost",
+    )
     args = parser.parse_args(argv)
+    if args.protocols_only:
+        return protocols_only(args)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the single-sample test: apt-get install wrk")
     work = workload.build(args.series, args.points, args.seed, int(time.time() * 1000))
@@ -299,6 +362,16 @@ def main(argv: list[str] | None = None) -> int:
             result["http_ceiling_req_s"] = http_ceiling
             result["single_ingest_ratio"] = result["single_ingest_req_s"] / http_ceiling
             results.append(result)
+    victoria: dict[str, Any] = {}
+    victoria_protocols: dict[str, float] = {}
+    if results:
+        results[0]["protocol_parse_us"] = protocols.parse_cost(work)
+        print("the same protocol bodies into VictoriaMetrics ...", flush=True)
+        victoria_protocols = protocols.measure_victoria_metrics(work)
+        print("the same PromQL queries against VictoriaMetrics ...", flush=True)
+        with promql.VictoriaMetrics() as vm:
+            vm.load(work)
+            victoria = promql.measure(vm.base_url, work, args.promql_repeats, vm=True)
     counts = [int(n) for n in args.workers.split(",") if n.strip()]
     several: list[dict[str, Any]] = []
     if counts:
@@ -307,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     after = calibration.measure()
     if results:
         print(table(results))
+        print("\n".join(promql.table_rows(results, victoria)))
+        print("\n".join(protocols.table_rows(results, victoria_protocols)))
     if several:
         print(workers.table(several))
     print(
@@ -324,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         "calibration": machine,
         "calibration_after": after,
         "http_ceiling_runs": http_runs,
+        "victoria_metrics_promql_ms": victoria,
+        "victoria_metrics_protocols": victoria_protocols,
     }
     path.write_text(json.dumps({"meta": meta, "results": results, "workers": several}, indent=2))
     print(f"results written to {path.relative_to(ROOT)}")

@@ -37,6 +37,15 @@ from app.migrate import upgrade
 from app.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Retention for the whole test run, servers and jobs started by the tests included: many tests
+# write the original specification's samples of December 2025, which with the defaults (raw 7
+# days, rollups 30, 90 and 365 days) would be history, merged into the 1h rollups only
+# (docs/rollups-and-retention.md), and from 2026-12-03 on beyond every retention. Tests of
+# retention itself set their own (settings or per-metric overrides).
+for _kind in ("RAW", "1M", "5M", "1H"):
+    os.environ.setdefault(f"RETENTION_{_kind}", "36500d")
+
 DATA_TABLES = (
     "series",
     "samples",
@@ -50,6 +59,7 @@ DATA_TABLES = (
     "retention_overrides",
     "raw_horizon",
     "job_runs",
+    "metric_metadata",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -76,3 +77,46 @@ def test_label_params_parse_or_name_the_label_parameter(text: str) -> None:
         return
     assert parsed[0].op == "="
     assert f"{parsed[0].name}:{parsed[0].value}" == text
+
+
+# -- RE2 semantics, as Prometheus has them --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "hit"),
+    [
+        pytest.param("(.*)*X", "web-server-01.prod.exampl" * 4, False, id="backtracking-trap"),
+        pytest.param("(a+)+$", "a" * 5000 + "b", False, id="nested-quantifier"),
+        pytest.param("a.b", "a\nb", True, id="dot-matches-newline"),
+        pytest.param("server[12]", "server1", True, id="class"),
+        pytest.param("server[12]", "xserver1", False, id="anchored-start"),
+        pytest.param("server[12]", "server12", False, id="anchored-end"),
+        pytest.param("(?i)SERVER1", "server1", True, id="flags"),
+        pytest.param("a|b|", "", True, id="literal-alternation-empty"),
+        pytest.param("a|b", "ab", False, id="literal-alternation-anchored"),
+        pytest.param(".*", "", True, id="match-all"),
+        pytest.param(".+", "", False, id="non-empty"),
+        pytest.param("é.", "éü", True, id="utf-8"),
+        pytest.param(r"\d+", "٣", False, id="perl-classes-ascii"),
+    ],
+)
+def test_regexes_have_re2_semantics(pattern: str, value: str, hit: bool) -> None:
+    assert Matcher.build("host", "=~", pattern).matches({"host": value}) is hit
+    assert Matcher.build("host", "!~", pattern).matches({"host": value}) is not hit
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        pytest.param(r"(a)\1", "invalid escape sequence", id="backreference"),
+        pytest.param("(?=a)", "invalid perl operator", id="lookahead"),
+        pytest.param("a{1001}", "invalid repetition size", id="repetition"),
+        pytest.param("[a", "missing ]", id="unclosed-class"),
+    ],
+)
+def test_patterns_re2_cannot_compile_are_matcher_errors(pattern: str, reason: str) -> None:
+    with pytest.raises(MatcherError) as caught:
+        parse_match('{host=~"' + pattern.replace("\\", "\\\\") + '"}')
+    message = str(caught.value)
+    assert message.startswith("match: invalid regular expression")
+    assert reason in message and "host" in message

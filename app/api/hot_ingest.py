@@ -16,28 +16,34 @@ the body read so far replayed, so each of those answers is written in one place 
 
 from __future__ import annotations
 
+import collections
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from app.api.body import sample_body_limit
 from app.api.deps import key_in, presented_key
+from app.api.responses import INGEST_ANSWERS
 from app.config import Settings
+from app.http_guard import Overloaded, body_budget
 from app.model import Sample
 from app.observability import RequestRecorder
+from app.protocols.native.items import parse_single
 from app.storage.group_commit import GroupCommitter
-from app.validation import TimeBounds, parse_single
+from app.timeutil import PRECISIONS, Precision
+from app.validation import TimeBounds
 
 ROUTE = "/metrics/ingest"
-ANSWER = b'{"status":"ok"}'
-ANSWER_HEADERS = [
-    (b"content-length", str(len(ANSWER)).encode()),
-    (b"content-type", b"application/json"),
-]
+ANSWER_HEADERS = {
+    kind: [(b"content-length", str(len(answer)).encode()), (b"content-type", b"application/json")]
+    for kind, answer in INGEST_ANSWERS.items()
+}
 
 ASGICall = Callable[[Scope, Receive, Send], Awaitable[None]]
 Handlers = Mapping[Any, Callable[..., Any]]  # the app's exception handlers, by class
@@ -63,48 +69,72 @@ async def ingest(
     messages: list[Message] = []
     sample = await _plain_sample(scope, receive, messages, settings)
     if sample is None:
+        share = body_budget(scope)
+        if share is not None:
+            share.release()  # the route takes the body's bytes again as it reads it
         await framework(scope, _replay(messages, receive), send)
         return
     recorder.first_request(scope)
     with recorder.tracking(scope, started, ROUTE) as outcome:
         try:
-            await committer.submit(sample)
+            kind = await committer.submit(sample)
         except Exception as exc:
             outcome.status = await _refusal(scope, send, exc, handlers, recorder, started)
             return
         recorder.metrics.ingested.inc()
         outcome.status = 201
-        headers = [*ANSWER_HEADERS, recorder.server_timing(started)]
+        headers = [*ANSWER_HEADERS[kind], recorder.server_timing(started)]
         await send({"type": "http.response.start", "status": 201, "headers": headers})
-        await send({"type": "http.response.body", "body": ANSWER})
+        await send({"type": "http.response.body", "body": INGEST_ANSWERS[kind]})
 
 
 async def _plain_sample(
     scope: Scope, receive: Receive, messages: list[Message], settings: Settings
 ) -> Sample | None:
     """The sample, if the request is plain and acceptable; else None (the framework answers)."""
-    limit = settings.max_body_bytes
+    limit, _ = sample_body_limit(settings.max_body_bytes)
     for name, value in scope["headers"]:
         if name == b"content-length" and (not value.isdigit() or int(value) > limit):
             return None
     if settings.api_keys and not key_in(presented_key(Request(scope)), settings.api_keys):
         return None
-    size = 0
+    share, size = body_budget(scope), 0
     while True:
         message = await receive()
         messages.append(message)
         if message["type"] != "http.request":
             return None
-        size += len(message.get("body", b""))
+        chunk = len(message.get("body", b""))
+        size += chunk
         if size > limit:
             return None
+        if share is not None:
+            try:
+                share.take(chunk)
+            except Overloaded:
+                return None  # the route answers it, taking from the same budget
         if not message.get("more_body", False):
             break
+    precision = _precision(scope["query_string"])
+    if precision is None:
+        return None
     body = b"".join(m.get("body", b"") for m in messages)
     try:
-        return parse_single(orjson.loads(body), TimeBounds.starting_now(settings.max_future_skew))
+        bounds = TimeBounds.starting_now(settings.max_future_skew)
+        return parse_single(orjson.loads(body), bounds, precision)
     except Exception:  # not JSON, or a rule broken: the route says which, in its own words
         return None
+
+
+def _precision(query: bytes) -> Precision | None:
+    """`precision` from the query (default s); None for any other parameter or value, which
+    the route answers."""
+    if not query:
+        return "s"
+    params = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    if len(params) != 1 or params[0][0] != "precision" or params[0][1] not in PRECISIONS:
+        return None
+    return params[0][1]
 
 
 async def _refusal(
@@ -140,11 +170,11 @@ async def _no_body() -> Message:
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
     """A receive that gives back what was already read, then reads on."""
-    pending = list(messages)
+    pending = collections.deque(messages)  # popleft: a body in many chunks stays linear
 
     async def replay() -> Message:
         if pending:
-            return pending.pop(0)
+            return pending.popleft()
         return await receive()
 
     return replay

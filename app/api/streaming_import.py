@@ -27,10 +27,14 @@ from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
 from app import observability
-from app.errors import BadRequest
+from app.api.responses import write_counts
+from app.errors import BadRequest, LineTooLong, rule_of, status_of
 from app.matchers import LABEL_NAME_RE
-from app.storage.store import BeforeHorizon, CardinalityExceeded, Store
-from app.validation import BatchBuilder, InvalidInput, TimeBounds
+from app.protocols.native.items import BatchBuilder
+from app.schemas import WRITE_COUNTS
+from app.storage.store import AppendResult, CardinalityExceeded, HistoryConflict, Store
+from app.timeutil import Precision
+from app.validation import InvalidInput, TimeBounds
 
 MAX_LINE_BYTES = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 10_000
@@ -46,9 +50,12 @@ class StreamingImportResponse(BaseModel):
     """The answer to a streaming (NDJSON or CSV) import."""
 
     status: str = "ok"
-    imported: int = Field(description="Samples written.")
+    imported: int = Field(description="Samples stored: raw + rollups_only.")
     lines: int = Field(description="Lines read, counting the CSV header and empty lines.")
     chunks: int = Field(description="Transactions committed, one per `chunk_size` samples.")
+    raw: int = Field(description=WRITE_COUNTS["raw"])
+    rollups_only: int = Field(description=WRITE_COUNTS["rollups_only"])
+    beyond_retention: int = Field(description=WRITE_COUNTS["beyond_retention"])
 
 
 def streaming_format(content_type: str | None) -> Format | None:
@@ -61,18 +68,11 @@ def streaming_format(content_type: str | None) -> Format | None:
     return None
 
 
-class LineTooLong(Exception):
-    """A line longer than MAX_LINE_BYTES."""
-
-    def __init__(self, line: int, limit: int) -> None:
-        super().__init__(f"line {line}: longer than {limit} bytes")
-
-
 @dataclass
 class StreamFailure(Exception):
-    """A line or a chunk that stops the import, with the HTTP status to answer."""
+    """A chunk the store refused, which stops the import: the refusal and what to say."""
 
-    status: int
+    cause: Exception
     detail: str
 
 
@@ -80,13 +80,16 @@ async def split_lines(
     chunks: AsyncIterator[bytes], limit: int = MAX_LINE_BYTES
 ) -> AsyncGenerator[bytes]:
     """The lines of a byte stream, without their `\\n` or `\\r\\n`, whatever the chunk borders.
-    Holds at most one line plus one chunk."""
+    Holds at most one line plus one chunk. Each byte is scanned once: a long line arriving in
+    many small chunks is searched for its end only in the new bytes."""
     pending = bytearray()
     number = 0
     async for chunk in chunks:
+        scanned = len(pending)  # the unfinished line before this chunk has no newline
         pending += chunk
         start = 0
-        while (end := pending.find(b"\n", start)) >= 0:
+        while (end := pending.find(b"\n", scanned)) >= 0:
+            scanned = end + 1
             number += 1
             if end - start > limit + 1:  # +1: a \r that ends the line is not part of it
                 raise LineTooLong(number, limit)
@@ -149,9 +152,11 @@ def _check_header(columns: list[str], where: str) -> list[str]:
                 f"{where}column {required!r} required (columns: metric_name, value, "
                 "optional timestamp, then one per label)"
             )
+    seen: set[str] = set()  # not columns.count(name): that is quadratic in the columns
     for name in columns:
-        if columns.count(name) > 1:
+        if name in seen:
             raise InvalidInput(f"{where}column {name!r} appears more than once")
+        seen.add(name)
         if name not in FIXED_COLUMNS and not LABEL_NAME_RE.fullmatch(name):
             raise InvalidInput(f"{where}label column {name!r} must match ^[a-zA-Z_][a-zA-Z0-9_]*$")
     return columns
@@ -192,16 +197,18 @@ class ChunkedImport:
     store: Store
     skew: timedelta
     chunk_size: int
+    precision: Precision = "s"
     imported: int = 0
     chunks: int = 0
     committed_lines: int = 0
     lines: int = 0
+    done: AppendResult = field(default_factory=AppendResult)  # counts of the committed chunks
     _builder: BatchBuilder | None = None
     _line_numbers: list[int] = field(default_factory=list)
 
     def add(self, item: dict[str, object], number: int) -> None:
         if self._builder is None:
-            self._builder = BatchBuilder(TimeBounds.starting_now(self.skew))
+            self._builder = BatchBuilder(TimeBounds.starting_now(self.skew), self.precision)
         self._builder.add_item(item, f"line {number}: ")
         self._line_numbers.append(number)
 
@@ -215,18 +222,25 @@ class ChunkedImport:
             return
         try:
             result = await self.store.append(builder.build(), all_or_nothing=True)
-        except BeforeHorizon as exc:
-            raise StreamFailure(422, f"line {numbers[exc.position]}: {exc}") from None
+        except HistoryConflict as exc:
+            raise StreamFailure(exc, f"line {numbers[exc.position]}: {exc}") from None
         except CardinalityExceeded as exc:
-            raise StreamFailure(429, f"lines {numbers[0]}-{numbers[-1]}: {exc}") from None
+            raise StreamFailure(exc, f"lines {numbers[0]}-{numbers[-1]}: {exc}") from None
         observability.count_ingested(self.request, result.written)
         self.imported += result.written
+        self.done.raw += result.raw
+        self.done.rollups_only += result.rollups_only
+        self.done.beyond_retention += result.beyond_retention
         self.chunks += 1
         self.committed_lines = numbers[-1]
         self._builder, self._line_numbers = None, []
 
     def report(self) -> dict[str, object]:
-        return {"imported": self.imported, "committed_lines": self.committed_lines}
+        return {
+            "imported": self.imported,
+            "committed_lines": self.committed_lines,
+            **write_counts(self.done),
+        }
 
 
 async def _consume(lines: AsyncIterator[bytes], job: ChunkedImport, fmt: Format) -> None:
@@ -266,17 +280,26 @@ async def _drain(chunks: AsyncIterator[bytes], limit: int = DRAIN_LIMIT) -> None
         return
 
 
-def _failure(status: int, detail: str, job: ChunkedImport) -> JSONResponse:
+def _failure(cause: Exception, detail: str, job: ChunkedImport) -> JSONResponse:
+    """The answer to an import stopped by `cause`: its status and reason from the error table,
+    with what was committed before it."""
+    rule = rule_of(cause)
+    job.request.state.rejection_reason = rule.reason if rule else "other"
     body = {"detail": detail, **job.report(), "chunks": job.chunks}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status_of(cause))
 
 
 async def stream_import(
-    request: Request, store: Store, skew: timedelta, fmt: Format, chunk_size: int
+    request: Request,
+    store: Store,
+    skew: timedelta,
+    fmt: Format,
+    chunk_size: int,
+    precision: Precision = "s",
 ) -> JSONResponse:
     """Run a streaming import and build its answer: 201 with the counts, or the error with
     what was committed before it (422 bad line, 413 line too long, 429 cardinality)."""
-    job = ChunkedImport(request, store, skew, chunk_size)
+    job = ChunkedImport(request, store, skew, chunk_size, precision)
     async with aclosing(request.stream()) as source:
         try:
             async with aclosing(split_lines(source)) as lines:
@@ -286,7 +309,9 @@ async def stream_import(
         except (InvalidInput, LineTooLong, StreamFailure) as exc:
             await _drain(source)
             if isinstance(exc, StreamFailure):
-                return _failure(exc.status, exc.detail, job)
-            return _failure(413 if isinstance(exc, LineTooLong) else 422, str(exc), job)
-    answer = StreamingImportResponse(imported=job.imported, lines=job.lines, chunks=job.chunks)
+                return _failure(exc.cause, exc.detail, job)
+            return _failure(exc, str(exc), job)
+    answer = StreamingImportResponse(
+        imported=job.imported, lines=job.lines, chunks=job.chunks, **write_counts(job.done)
+    )
     return JSONResponse(answer.model_dump(), status_code=201)

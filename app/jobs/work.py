@@ -6,10 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.config import Settings
-from app.services.retention import plan_retention
+from app.services.retention import plan_retention, retention_defaults
 from app.services.rollup import RESOLUTIONS, closed_before
 from app.storage.store import Store
 from app.timeutil import to_ms
+
+__all__ = ["JOBS", "JobOutcome", "closed_boundaries", "retention_defaults"]
 
 
 @dataclass(frozen=True)
@@ -22,15 +24,6 @@ class JobOutcome:
 def closed_boundaries(settings: Settings, now: int) -> dict[str, int]:
     grace = to_ms(settings.rollup_grace)
     return {res.name: closed_before(now, grace, res) for res in RESOLUTIONS}
-
-
-def retention_defaults(settings: Settings) -> dict[str, int]:
-    return {
-        "raw": to_ms(settings.retention_raw),
-        "1m": to_ms(settings.retention_1m),
-        "5m": to_ms(settings.retention_5m),
-        "1h": to_ms(settings.retention_1h),
-    }
 
 
 async def rollup(store: Store, settings: Settings, now: int) -> JobOutcome:

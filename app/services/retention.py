@@ -1,4 +1,5 @@
-"""Pure retention decisions: per-resolution cut-offs from the defaults and per-metric overrides.
+"""Pure retention decisions: per-resolution cut-offs from the defaults and per-metric overrides,
+and what a write does with a sample given them.
 
 Cut-offs are aligned down to the hour, the coarsest rollup, so no bucket of any resolution ever
 straddles a cut-off: a bucket is either wholly kept or wholly expired.
@@ -9,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from app.services.rollup import BY_NAME, RESOLUTIONS, bucket_start
+import numpy as np
+
+from app.config import Settings
+from app.services.rollup import BY_NAME, RESOLUTIONS, bucket_start, closed_before
+from app.timeutil import to_ms
 
 KINDS = ("raw", *(res.name for res in RESOLUTIONS))
 ALIGN = BY_NAME["1h"]
@@ -61,3 +66,61 @@ def effective_policy(
     defaults: Mapping[str, int], override: Mapping[str, int] | None
 ) -> dict[str, int]:
     return {kind: (override or {}).get(kind, defaults[kind]) for kind in KINDS}
+
+
+def retention_defaults(settings: Settings) -> dict[str, int]:
+    """How long each kind of data is kept (ms) when a metric has no override."""
+    return {
+        "raw": to_ms(settings.retention_raw),
+        "1m": to_ms(settings.retention_1m),
+        "5m": to_ms(settings.retention_5m),
+        "1h": to_ms(settings.retention_1h),
+    }
+
+
+# What a write does with a sample (docs/rollups-and-retention.md#writes-older-than-raw-retention).
+RAW = 0  # at or after the metric's raw floor: stored raw
+HISTORY = 1  # older, but within a rollup resolution's retention: into those rollups only
+BEYOND = 2  # older than every retention of its metric: not stored
+
+
+@dataclass(frozen=True)
+class Floors:
+    """What of one metric is kept now: raw samples from `raw` on, the buckets of each rollup
+    resolution that start at or after `rollups[name]`."""
+
+    raw: int
+    rollups: Mapping[str, int]
+
+    @property
+    def oldest(self) -> int:
+        """Before this nothing of the metric is kept."""
+        return min(self.raw, *self.rollups.values())
+
+
+def metric_floors(
+    now_ms: int,
+    defaults: Mapping[str, int],
+    override: Mapping[str, int] | None,
+    horizon: int | None,
+    grace_ms: int,
+) -> Floors:
+    """The raw floor is the later of the raw cut-off as a retention run now computes it
+    (`plan_retention`, rolled up before the last closed hour) and `horizon`, the time before which
+    raw data has been dropped or history merged without it (it only moves forward, so a floor
+    never moves back over data whose raw samples are gone). Rollup floors are the cut-offs."""
+    policy = effective_policy(defaults, override)
+    raw = min(cutoff(now_ms, policy["raw"]), closed_before(now_ms, grace_ms, ALIGN))
+    if horizon is not None:
+        raw = max(raw, horizon)
+    return Floors(raw, {res.name: cutoff(now_ms, policy[res.name]) for res in RESOLUTIONS})
+
+
+def classify(ts: np.ndarray, raw_floor: np.ndarray, oldest: np.ndarray) -> np.ndarray:
+    """RAW, HISTORY or BEYOND per sample, from its time and its metric's floors (per sample)."""
+    kinds = np.full(ts.size, RAW, dtype=np.int8)
+    old = ts < raw_floor
+    if old.any():
+        kinds[old] = HISTORY
+        kinds[old & (ts < oldest)] = BEYOND
+    return kinds

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.services.rollup import SQUARE_FLOOR, SQUARE_LIMIT, SUM_LIMIT
 from app.storage import exact_values, pg_copy, schema
 
 DAY_MS = 86_400_000
@@ -155,7 +156,7 @@ async def _postgres_upsert_samples(
     """Insert or overwrite (last write wins). Input holds each (series, ts) at most once."""
     if sids.size == 0:
         return
-    if await _copy_new_rows(conn, "samples", pg_copy.SAMPLE_COLUMNS, sids, ts, values):
+    if await copy_new_rows(conn, "samples", pg_copy.SAMPLE_COLUMNS, sids, ts, values):
         return
     await conn.execute(
         text(
@@ -170,7 +171,7 @@ async def _postgres_upsert_samples(
 COPY_MIN_ROWS = 1000
 
 
-async def _copy_new_rows(
+async def copy_new_rows(
     conn: AsyncConnection, table: str, layout: Sequence[tuple[str, str]], *arrays: np.ndarray
 ) -> bool:
     """PostgreSQL's bulk path: binary COPY, in a savepoint. False (and nothing written) if a row
@@ -193,6 +194,55 @@ async def _copy_new_rows(
     return True
 
 
+SQL_ARRAY_TYPES = {">i4": "integer[]", ">i8": "bigint[]", ">f8": "double precision[]"}
+
+
+async def insert_new_rows(
+    conn: AsyncConnection,
+    table: str,
+    layout: Sequence[tuple[str, str]],
+    arrays: Sequence[np.ndarray],
+) -> int:
+    """PostgreSQL: insert rows given as columns in one statement, skipping any that exist;
+    returns how many were inserted."""
+    names = ", ".join(name for name, _ in layout)
+    sources = ", ".join(
+        f"CAST(:c{i} AS {SQL_ARRAY_TYPES[kind]})" for i, (_, kind) in enumerate(layout)
+    )
+    result = await conn.execute(
+        text(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({sources}) ON CONFLICT DO NOTHING"
+        ),
+        {f"c{i}": column.tolist() for i, column in enumerate(arrays)},
+    )
+    return int(result.rowcount or 0)
+
+
+async def sqlite_insert_rows(
+    conn: AsyncConnection,
+    table: str,
+    layout: Sequence[tuple[str, str]],
+    arrays: Sequence[np.ndarray],
+) -> int:
+    """SQLite: insert rows given as columns (inside the open transaction), skipping any that
+    exist; returns how many were inserted."""
+    names = ", ".join(name for name, _ in layout)
+    statement = (
+        f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(layout))})"
+        " ON CONFLICT DO NOTHING"
+    )
+
+    def insert(db: sqlite3.Connection) -> int:
+        before = db.total_changes
+        db.executemany(statement, zip(*(column.tolist() for column in arrays), strict=True))
+        return db.total_changes - before
+
+    driver = await _driver(conn)
+    with driver_errors(statement):
+        inserted: int = await driver._execute(insert, driver._conn)
+    return inserted
+
+
 async def _postgres_mark_dirty(
     conn: AsyncConnection, resolution: str, sids: np.ndarray, buckets: np.ndarray
 ) -> None:
@@ -201,7 +251,7 @@ async def _postgres_mark_dirty(
     if sids.size == 0:
         return
     table = f"rollup_dirty_{resolution}"
-    if await _copy_new_rows(conn, table, pg_copy.MARK_COLUMNS, sids, buckets):
+    if await copy_new_rows(conn, table, pg_copy.MARK_COLUMNS, sids, buckets):
         return
     await conn.execute(
         text(
@@ -430,7 +480,7 @@ def _infinity(conn: AsyncConnection) -> str:
 def sum_term(conn: AsyncConnection, value: str) -> str:
     """The term a value adds to a bucket's sum: itself, or ±infinity beyond 1e300, so that no
     sum overflows (PostgreSQL raises an error where IEEE arithmetic gives infinity)."""
-    inf, limit = _infinity(conn), f"CAST({exact_values.SUM_LIMIT} AS double precision)"
+    inf, limit = _infinity(conn), f"CAST({SUM_LIMIT!r} AS double precision)"
     return (
         f"CASE WHEN {value} > {limit} THEN {inf} WHEN {value} < -{limit} THEN -{inf}"
         f" ELSE {value} END"
@@ -440,7 +490,7 @@ def sum_term(conn: AsyncConnection, value: str) -> str:
 def square_term(conn: AsyncConnection, value: str) -> str:
     """The term a value adds to a bucket's sum of squares: its square, infinity beyond 1e150 and
     0 below 1e-150 (PostgreSQL raises an error on overflow and underflow)."""
-    inf, limit, floor = _infinity(conn), exact_values.SQUARE_LIMIT, exact_values.SQUARE_FLOOR
+    inf, limit, floor = _infinity(conn), repr(SQUARE_LIMIT), repr(SQUARE_FLOOR)
     return (
         f"CASE WHEN abs({value}) > CAST({limit} AS double precision) THEN {inf}"
         f" WHEN abs({value}) < CAST({floor} AS double precision) THEN 0.0"

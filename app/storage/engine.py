@@ -2,15 +2,20 @@
 
 SQLite: WAL, a busy timeout, and two engines: a single-connection writer whose transactions start
 with BEGIN IMMEDIATE (one writer; no lock upgrades that fail under concurrency) and a reader pool.
-PostgreSQL: asyncpg with one pool for reads and writes.
+PostgreSQL: asyncpg with one pool for reads and writes. No connection can hang: every one has a
+server-side statement and idle-in-transaction timeout, a client-side read timeout a little longer,
+and TCP keepalive probes and a TCP user timeout on both ends, so a peer that vanished (or a network
+that drops everything) is noticed within DB_TCP_TIMEOUT and the connection discarded.
 """
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -18,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.config import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+READ_GRACE_SECONDS = 2.0  # the client waits this much longer than the server's own timeout
+KEEPALIVE_PROBES = 3
 
 
 def async_url(database_url: str) -> str:
@@ -103,13 +110,73 @@ def make_engines(settings: Settings) -> Engines:
     return Engines("postgresql", reader=engine, writer=engine)
 
 
-def postgres_connect_args(settings: Settings, name: str = "metrics-service") -> dict[str, Any]:
+def postgres_connect_args(
+    settings: Settings, name: str = "metrics-service", read_timeout: float | None = None
+) -> dict[str, Any]:
     """asyncpg's connect arguments, for the pool and for connections opened directly; `name` is
-    the application_name that pg_stat_activity shows."""
+    the application_name that pg_stat_activity shows. `read_timeout` (seconds) is how long the
+    client waits for any one answer; by default DB_STATEMENT_TIMEOUT plus a little, so that the
+    server cancels a slow statement itself first and only a silent connection is given up."""
+    statement_ms = max(1, round(settings.db_statement_timeout.total_seconds() * 1000))
+    idle_s, interval_s, tcp_ms = keepalive_timing(settings)
+    if read_timeout is None:
+        read_timeout = statement_ms / 1000 + READ_GRACE_SECONDS
     return {
         "timeout": settings.db_connect_timeout.total_seconds(),
-        "server_settings": {"application_name": name},
+        "command_timeout": read_timeout,
+        "connection_class": KeepaliveConnection.with_timing(idle_s, interval_s, tcp_ms),
+        "server_settings": {
+            "application_name": name,
+            "statement_timeout": str(statement_ms),
+            "idle_in_transaction_session_timeout": str(statement_ms),
+            "tcp_keepalives_idle": str(idle_s),
+            "tcp_keepalives_interval": str(interval_s),
+            "tcp_keepalives_count": str(KEEPALIVE_PROBES),
+            "tcp_user_timeout": str(tcp_ms),
+        },
     }
+
+
+def keepalive_timing(settings: Settings) -> tuple[int, int, int]:
+    """(keepalive idle s, probe interval s, TCP user timeout ms) for DB_TCP_TIMEOUT: probes
+    start after half of it and KEEPALIVE_PROBES unanswered ones end the connection, so a silent
+    peer is noticed within about DB_TCP_TIMEOUT whether or not data is outstanding."""
+    total = max(2.0, settings.db_tcp_timeout.total_seconds())
+    interval = max(1, int(total / 2 / KEEPALIVE_PROBES))
+    idle = max(1, int(total - interval * KEEPALIVE_PROBES))
+    return idle, interval, round(total * 1000)
+
+
+class KeepaliveConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection whose socket has keepalive probes and a TCP user timeout (asyncpg
+    sets neither; the server side gets the same through its tcp_* settings)."""
+
+    timing: tuple[int, int, int] = (5, 1, 10_000)
+
+    @classmethod
+    def with_timing(cls, idle_s: int, interval_s: int, user_timeout_ms: int) -> type:
+        if (idle_s, interval_s, user_timeout_ms) == cls.timing:
+            return cls
+        name = f"KeepaliveConnection_{idle_s}_{interval_s}_{user_timeout_ms}"
+        return type(name, (cls,), {"timing": (idle_s, interval_s, user_timeout_ms)})
+
+    def __init__(self, protocol: Any, transport: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(protocol, transport, *args, **kwargs)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            set_keepalive(sock, *self.timing)
+
+
+def set_keepalive(sock: socket.socket, idle_s: int, interval_s: int, user_timeout_ms: int) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", idle_s),
+        ("TCP_KEEPINTVL", interval_s),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+        ("TCP_USER_TIMEOUT", user_timeout_ms),
+    ):
+        if hasattr(socket, option):  # Linux has all of them; others some
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def asyncpg_dsn(database_url: str) -> str:

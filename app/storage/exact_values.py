@@ -9,11 +9,9 @@ only ways values travel there; `bits` stays NULL.
 Rollups leave NaN out (a Prometheus stale marker is a NaN; so is a value nobody could measure):
 count, sum, min, max, sumsq and last are over the other values, so a NaN never poisons a sum.
 Infinities are ordinary values, with IEEE 754 arithmetic, except where PostgreSQL raises an error
-on float overflow or underflow: the terms of the sums are bounded so that no sum over the samples
-one series can have in a bucket (at most 3,600,000 in an hour) leaves the range of a double. The
-same bounds apply on both backends, so both answer alike; they change nothing for magnitudes
-between 1e-150 and 1e150 (values above 1e300 count as infinite in `sum`; in `sumsq` values above
-1e150 count as infinite and below 1e-150 as 0).
+on float overflow or underflow: the terms of the sums are bounded (app.services.rollup:
+SUM_LIMIT, SQUARE_LIMIT, SQUARE_FLOOR), the same way on both backends and in the aggregation of
+merged history, so all answer alike.
 """
 
 from __future__ import annotations
@@ -24,9 +22,6 @@ from typing import Any
 import numpy as np
 
 NEG_ZERO_BITS = -(2**63)  # the bits of -0.0 as a signed 64-bit integer
-SUM_LIMIT = "1e300"  # |value| above this counts as ±infinity in a sum
-SQUARE_LIMIT = "1e150"  # |value| above this counts as an infinite square
-SQUARE_FLOOR = "1e-150"  # |value| below this counts as a square of 0
 KEY = np.dtype([("series", "<i8"), ("ts", "<i8")])
 
 

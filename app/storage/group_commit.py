@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.model import Sample, SampleBatch, SeriesKey
-from app.storage.store import BeforeHorizon, Store
+from app.storage.store import HistoryConflict, Store
 
 log = logging.getLogger("app.ingest")
 MAX_GROUP = 5000
@@ -37,7 +37,7 @@ def merge(samples: Sequence[Sample]) -> tuple[SampleBatch, list[int]]:
 class GroupCommitter:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._queue: asyncio.Queue[tuple[Sample, asyncio.Future[None]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Sample, asyncio.Future[int]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0  # transactions written
         self.requests = 0  # requests they carried
@@ -53,11 +53,12 @@ class GroupCommitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, sample: Sample) -> None:
-        """Return once `sample` is committed; raise what rejected it."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def submit(self, sample: Sample) -> int:
+        """Return once `sample` is committed, with what became of it (app.services.retention:
+        RAW, HISTORY, i.e. into rollups only, or BEYOND retention); raise what rejected it."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((sample, done))  # unbounded: never waits
-        await done
+        return await done
 
     async def _run(self) -> None:
         while True:
@@ -70,35 +71,35 @@ class GroupCommitter:
                 for _ in group:
                     self._queue.task_done()
 
-    async def _commit(self, group: list[tuple[Sample, asyncio.Future[None]]]) -> None:
+    async def _commit(self, group: list[tuple[Sample, asyncio.Future[int]]]) -> None:
         merged, slots = merge([sample for sample, _ in group])
         try:
             result = await self.store.append(merged, all_or_nothing=False)
             self.commits += 1
             self.requests += len(group)
-        except BeforeHorizon:
+        except HistoryConflict:
             await self._commit_one_by_one(group)  # rare: find whose sample it was
             return
         except Exception as exc:
             for _, done in group:
                 _settle(done, exc)
             return
-        for (_, done), slot in zip(group, slots, strict=True):
-            _settle(done, result.rejected.get(slot))
+        for position, ((_, done), slot) in enumerate(zip(group, slots, strict=True)):
+            _settle(done, result.rejected.get(slot), result.kind_of(position))
 
-    async def _commit_one_by_one(self, group: list[tuple[Sample, asyncio.Future[None]]]) -> None:
+    async def _commit_one_by_one(self, group: list[tuple[Sample, asyncio.Future[int]]]) -> None:
         for sample, done in group:
             try:
-                await self.store.append(merge([sample])[0], all_or_nothing=True)
-                _settle(done, None)
+                result = await self.store.append(merge([sample])[0], all_or_nothing=True)
+                _settle(done, None, result.kind_of(0))
             except Exception as exc:
                 _settle(done, exc)
 
 
-def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
+def _settle(done: asyncio.Future[int], exc: BaseException | None, kind: int = 0) -> None:
     if done.done():
         return
     if exc is None:
-        done.set_result(None)
+        done.set_result(kind)
     else:
         done.set_exception(exc)

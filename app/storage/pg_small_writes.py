@@ -5,13 +5,15 @@ Steady single-sample ingestion is a stream of small transactions, one per group 
 the pool each took eight round trips (the pre-ping's three, BEGIN, the retention lock, the
 horizons, the write, COMMIT) and SQLAlchemy's work around each. Here a write takes four on one
 asyncpg connection: BEGIN with the shared retention lock (one simple-protocol message), the
-horizons, the write (samples and the marks of all three resolutions in one prepared statement),
-COMMIT. The store's write lock lets one write in at a time, so one connection serves them all.
+retention policies of its metrics (raw horizons and overrides), the write (samples and the marks
+of all three resolutions in one prepared statement), COMMIT. The store's write lock lets one
+write in at a time, so one connection serves them all.
 
 The connection opens on first use, and again after the server closed it (a restart). If the
 kept connection fails on the first message of a write, before anything is written, the write is
-tried once more on a new one. After any other failure than a refusal (a sample older than a
-retention horizon, answered with a rollback) it is closed, and the next write opens a new one.
+tried once more on a new one. After any other failure than a refusal by the caller once it has
+seen the policies (history to be placed on the general path, say: answered with a rollback) it
+is closed, and the next write opens a new one.
 Errors are raised as SQLAlchemy's (`dialect.driver_errors`): a database that cannot be reached or
 is shutting down answers 503 as on every other path.
 """
@@ -27,7 +29,7 @@ import asyncpg
 import numpy as np
 
 from app.storage.dialect import SHARED_RETENTION_LOCK, driver_errors
-from app.storage.maintenance import HORIZONS_SQL, horizons_of
+from app.storage.maintenance import POLICY_SQL_ASYNCPG
 
 BEGIN_LOCKED = f"BEGIN; {SHARED_RETENTION_LOCK}"
 
@@ -54,32 +56,64 @@ ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
 """
 
 
+READ_ONLY_SQL = "SELECT current_setting('transaction_read_only') = 'on'"
+
+
 class SmallWrites:
     def __init__(self, dsn: str, connect: Mapping[str, Any]) -> None:
         self._dsn = dsn
         self._connect = dict(connect)
         self._conn: asyncpg.Connection | None = None
+        self._turn = asyncio.Lock()  # one conversation at a time: a write or a ping
 
-    async def write(
-        self,
-        check: Callable[[dict[str, int]], None],
+    async def ping(self) -> bool:
+        """A round trip on the connection writes use; True if the server is read-only (a
+        standby, or default_transaction_read_only)."""
+        async with self._turn:
+            conn = await self._connection()
+            try:
+                with driver_errors(READ_ONLY_SQL):
+                    return bool(await conn.fetchval(READ_ONLY_SQL))
+            except BaseException:
+                self._drop()
+                raise
+
+    @staticmethod
+    def arguments(
         sids: np.ndarray,
         ts: np.ndarray,
         values: np.ndarray,
         marks: Sequence[tuple[str, np.ndarray, np.ndarray]],
-    ) -> None:
-        """Samples and their marks `(resolution, series, bucket)` for 1m, 5m and 1h, in one
-        transaction. `check` sees the retention horizons first and raises to refuse the write."""
+    ) -> list[list[Any]]:
+        """WRITE's parameters: samples and their marks `(resolution, series, bucket)` for 1m,
+        5m and 1h."""
         assert [m[0] for m in marks] == ["1m", "5m", "1h"]
         args = [sids.tolist(), ts.tolist(), values.tolist()]
         for _, mark_sids, buckets in marks:
             args += [mark_sids.tolist(), buckets.tolist()]
+        return args
+
+    async def write(
+        self,
+        metrics: Sequence[str],
+        prepare: Callable[[Sequence[Sequence[Any]]], list[list[Any]]],
+    ) -> None:
+        """One transaction: `prepare` sees the policy rows of `metrics` (maintenance.policy_sql)
+        and returns WRITE's parameters (`arguments`), or raises to refuse the write."""
+        async with self._turn:
+            await self._write(metrics, prepare)
+
+    async def _write(
+        self,
+        metrics: Sequence[str],
+        prepare: Callable[[Sequence[Sequence[Any]]], list[list[Any]]],
+    ) -> None:
         conn = await self._begin()
         try:
-            with driver_errors(HORIZONS_SQL):
-                horizons = horizons_of(await conn.fetch(HORIZONS_SQL))
+            with driver_errors(POLICY_SQL_ASYNCPG):
+                policies = await conn.fetch(POLICY_SQL_ASYNCPG, list(metrics))
             try:
-                check(horizons)
+                args = prepare(policies)
             except Exception:
                 with driver_errors("ROLLBACK"):
                     await conn.execute("ROLLBACK")

@@ -2,11 +2,13 @@
 
 A rollup answer is exact at read time. Buckets before the resolution's `materialized_until` come
 from the rollup table, except buckets with a pending invalidation, which are aggregated from raw
-like the live tail (buckets at or after `materialized_until`).
+like the live tail (buckets at or after `materialized_until`); merged history (buckets without
+raw samples) comes from the rollup table wherever it lies.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from app.services.rollup import Resolution, window_bounds
 from app.storage import dialect, schema
 
 ID_CHUNK = 1000
+MATCH_BLOCK = 2000  # series decoded and matched per turn of the event loop
 AGG_COLUMNS = ("count", "sum", "min", "max", "sumsq", "last")
 
 
@@ -56,11 +59,11 @@ async def find_series(
     for m in matchers:
         if m.is_exact:
             query = query.where(dialect.label_equals(conn, m.name, m.value))
-    refs = [
-        SeriesRef(sid, labels)
-        for sid, labels in await conn.execute(query)
-        if matches_all(matchers, labels)
-    ]
+    refs: list[SeriesRef] = []
+    rows = await conn.execute(query)
+    while block := rows.fetchmany(MATCH_BLOCK):  # a metric may have very many series: the
+        refs += [SeriesRef(sid, labels) for sid, labels in block if matches_all(matchers, labels)]
+        await asyncio.sleep(0)  # event loop gets a turn between blocks
     refs.sort(key=lambda ref: sorted(ref.labels.items()))
     return refs
 
@@ -161,10 +164,13 @@ async def select_rollup(
 
 
 def _stored_sql(res: Resolution, ids: str) -> str:
+    """Stored buckets without a pending mark. Those the job wrote start before
+    `materialized_until` (it only computes closed buckets, then moves it past them); those at or
+    after it hold merged history, which has no raw samples for the live tail to count again."""
     return (
         "SELECT r.series_id, r.bucket, r.count, r.sum, r.min, r.max, r.sumsq, r.last, r.last_ts"
         f" FROM rollup_{res.name} r WHERE r.series_id IN ({ids}) AND r.bucket >= :lo"
-        " AND r.bucket <= :hi AND r.bucket < :mu AND NOT EXISTS (SELECT 1 FROM"
+        " AND r.bucket <= :hi AND NOT EXISTS (SELECT 1 FROM"
         f" rollup_dirty_{res.name} d WHERE d.series_id = r.series_id AND d.bucket = r.bucket)"
     )
 

@@ -130,3 +130,18 @@ job_runs = Table(
     Column("last_error", Text, nullable=True),
     Column("last_error_ms", BigInteger, nullable=True),
 )
+
+# What agents say about metric families (remote-write metadata, `# HELP`/`# TYPE` lines), for
+# Prometheus' /api/v1/metadata. One row per distinct (type, help, unit) of a metric, identified
+# by their fingerprint; `updated_ms` is when it was last received.
+metric_metadata = Table(
+    "metric_metadata",
+    metadata,
+    Column("metric_name", String(255), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("help", Text, nullable=False),
+    Column("unit", String(255), nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("metric_name", "fingerprint", name="pk_metric_metadata"),
+)

@@ -64,8 +64,10 @@ def test_writes_need_a_write_key(make_client: Callable[..., TestClient]) -> None
     assert_unauthorized(client.post("/backfill/import", json=BACKFILL), "write")
     for wrong in (bearer("w2"), api_key("w2"), bearer(""), api_key(""), bearer("w1 w1")):
         assert_unauthorized(client.post("/metrics/ingest", json=SAMPLE, headers=wrong), "write")
+    # Basic auth carries the key as its password (or as the user name when there is none):
+    # "dzI6" is "w2:", a wrong key; "dzE6" ("w1:") is accepted (tests/protocols/test_auth.py).
     assert_unauthorized(
-        client.post("/metrics/ingest", json=SAMPLE, headers={"Authorization": "Basic dzE6"}),
+        client.post("/metrics/ingest", json=SAMPLE, headers={"Authorization": "Basic dzI6"}),
         "write",
     )
 

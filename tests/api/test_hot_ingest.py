@@ -112,7 +112,8 @@ def test_plain_writes_are_answered_without_the_framework(
 ) -> None:
     client, switch = hot
     answer, handed_over = send_both_ways(client, switch, **request_args)
-    assert answer[:2] == (201, {"status": "ok"}) and answer[2] == "application/json"
+    stored_raw = {"status": "ok", "raw": 1, "rollups_only": 0, "beyond_retention": 0}
+    assert answer[:2] == (201, stored_raw) and answer[2] == "application/json"
     assert handed_over == 0
     assert stored(client, "hot")  # written (twice, last write wins)
 
@@ -161,6 +162,32 @@ def test_everything_else_is_answered_by_the_route(
     assert stored(client, "hot") == []
 
 
+@pytest.mark.parametrize(
+    ("precision", "scale", "status", "handed_over"),
+    [
+        ("ms", 1000, 201, 0),
+        ("us", 10**6, 201, 0),
+        ("ns", 10**9, 201, 0),
+        ("s", 1000, 422, 1),
+        ("days", 1, 422, 1),
+    ],
+)
+def test_precision_both_ways(
+    hot: tuple[TestClient, Switch], precision: str, scale: int, status: int, handed_over: int
+) -> None:
+    """Numeric timestamps in `precision`: plain ones on the hot path; a number that is no time
+    in seconds (422 naming `precision`) and an unknown precision through the route."""
+    client, switch = hot
+    stamp = int(now_s() * scale)
+    request = {"json": sample(timestamp=stamp), "params": {"precision": precision}}
+    answer, handed = send_both_ways(client, switch, **request)
+    assert answer[0] == status and handed == handed_over
+    if status == 422:
+        assert "precision" in str(answer[1])
+    else:
+        assert stored(client, "hot")
+
+
 def test_refusals_of_the_commit_answer_as_the_route_does(
     hot: tuple[TestClient, Switch], database_url: str
 ) -> None:
@@ -172,7 +199,8 @@ def test_refusals_of_the_commit_answer_as_the_route_does(
     )
     assert status == 429 and "hot" in str(body) and handed_over == 0
 
-    # Into raw data that retention has dropped: refused by the store, inside the commit.
+    # Into a rollup bucket whose raw data retention has dropped: refused by the store, inside the
+    # commit (docs/rollups-and-retention.md#writes-older-than-raw-retention).
     old = time.time() - 3 * 3600
     written = client.post(
         "/metrics/ingest",
@@ -185,7 +213,19 @@ def test_refusals_of_the_commit_answer_as_the_route_does(
     run_inline(database_url, "retention")
     late = {"metric_name": "short", "value": 2.0, "timestamp": old + 1}
     (status, body, _, _), handed_over = send_both_ways(client, switch, json=late)
-    assert status == 422 and "retention has already dropped" in str(body)
+    assert status == 422 and "already holds data whose raw samples are not kept" in str(body)
+    assert handed_over == 0
+
+    # Older than every retention of its metric: not stored, and said so.
+    short = {kind: "1h" for kind in ("raw", "1m", "5m", "1h")}
+    policy = client.put("/retention/gone", json=short, headers={"X-API-Key": KEY})
+    assert policy.status_code == 200
+    gone = {"metric_name": "gone", "value": 2.0, "timestamp": old}
+    (status, body, _, _), handed_over = send_both_ways(client, switch, json=gone)
+    assert (status, body) == (
+        201,
+        {"status": "ok", "raw": 0, "rollups_only": 0, "beyond_retention": 1},
+    )
     assert handed_over == 0
 
 

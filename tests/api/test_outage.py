@@ -225,7 +225,8 @@ def test_postgresql_outage_and_recovery(database_url: str, proxy: TcpProxy) -> N
 def test_postgresql_restart_costs_no_single_sample_write(database_url: str, backend: str) -> None:
     """The connection kept for single-sample writes (app.storage.pg_small_writes) is closed by
     the server, as a restart would: the next write takes a new one and is acknowledged; a
-    refused write (older than a retention horizon) rolls back and leaves it usable."""
+    write it hands on to the general path (history, older than the raw floor) or that is refused
+    there rolls back on it and leaves it usable."""
     if backend != "postgresql":
         pytest.skip("no server connection to lose with SQLite")
     kept = (
@@ -247,8 +248,11 @@ def test_postgresql_restart_costs_no_single_sample_write(database_url: str, back
 
         assert client.put("/retention/cpu_usage", json={"raw": "1h"}).status_code == 200
         run_inline(database_url, "retention")  # records a raw horizon for cpu_usage
-        refused = client.post("/metrics/ingest", json=sample(iso(BASE_S - 3 * 3600), 1.0))
-        assert refused.status_code == 422 and "retention" in refused.json()["detail"]
+        history = sample(iso(BASE_S - 3 * 3600), 1.0)
+        merged = client.post("/metrics/ingest", json=history)
+        assert merged.status_code == 201 and merged.json()["rollups_only"] == 1
+        refused = client.post("/metrics/ingest", json=history)  # the same history again
+        assert refused.status_code == 422 and "already holds data" in refused.json()["detail"]
         assert client.post("/metrics/ingest", json=sample(iso(BASE_S + 3), 3.0)).status_code == 201
         assert sql_rows(database_url, pid) == replaced  # the refusal kept the connection
         points = stored_points(client)

@@ -29,7 +29,8 @@ def test_large_raw_answers_stream_the_same_json(client: TestClient) -> None:
     assert big.status_code == 200
     assert "content-length" not in big.headers  # streamed
     body = big.json()
-    assert list(body) == ["metric_name", "start_time", "end_time", "series", "truncated"]
+    head = ["metric_name", "start_time", "end_time", "raw_retained_from"]
+    assert list(body) == [*head, "series", "truncated"]
     assert body["truncated"] is False
     assert [s["labels"] for s in body["series"]] == [{"host": "a"}, {"host": "b"}]
     for answer in body["series"]:
@@ -40,4 +41,5 @@ def test_large_raw_answers_stream_the_same_json(client: TestClient) -> None:
     small = client.get("/query/raw", params={**params, "label": "host:a", "limit": 1000})
     assert "content-length" in small.headers
     assert small.json()["truncated"] is True
+    assert [small.json()[key] for key in head] == [body[key] for key in head]
     assert small.json()["series"][0]["points"] == body["series"][0]["points"][:1000]

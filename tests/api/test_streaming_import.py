@@ -24,6 +24,11 @@ NDJSON = {"Content-Type": "application/x-ndjson"}
 CSV = {"Content-Type": "text/csv"}
 
 
+def raw_only(n: int) -> dict[str, int]:
+    """The counts of an answer whose `n` samples were all stored raw."""
+    return {"raw": n, "rollups_only": 0, "beyond_retention": 0}
+
+
 def new_metric() -> str:
     return f"m_{uuid.uuid4().hex[:12]}"
 
@@ -89,10 +94,10 @@ def test_ndjson_and_csv_store_exactly_what_the_item_form_stores(shared_client: T
     assert answer.status_code == 201, answer.text
     answer = post(shared_client, ndjson(as_items(via_ndjson)), NDJSON, chunk_size=2)
     assert answer.status_code == 201, answer.text
-    assert answer.json() == {"status": "ok", "imported": 5, "lines": 5, "chunks": 3}
+    assert answer.json() == {"status": "ok", "imported": 5, "lines": 5, "chunks": 3, **raw_only(5)}
     answer = post(shared_client, as_csv(via_csv), CSV, chunk_size=2)
     assert answer.status_code == 201, answer.text
-    assert answer.json() == {"status": "ok", "imported": 5, "lines": 6, "chunks": 3}
+    assert answer.json() == {"status": "ok", "imported": 5, "lines": 6, "chunks": 3, **raw_only(5)}
     expected = series_of(shared_client, reference)
     assert expected[0]["labels"] == {"host": "a", "region": "us"}
     assert expected[0]["points"][0] == {"timestamp": T0, "value": 9.0}
@@ -111,7 +116,13 @@ def test_lines_split_across_chunks_and_empty_lines(shared_client: TestClient) ->
 
     answer = post(shared_client, pieces(), {"Content-Type": "application/jsonl"}, chunk_size=20)
     assert answer.status_code == 201, answer.text
-    assert answer.json() == {"status": "ok", "imported": 50, "lines": 101, "chunks": 3}
+    assert answer.json() == {
+        "status": "ok",
+        "imported": 50,
+        "lines": 101,
+        "chunks": 3,
+        **raw_only(50),
+    }
     assert points(shared_client, metric) == 50
 
 
@@ -129,6 +140,21 @@ def test_split_lines_handles_any_chunk_border() -> None:
         asyncio.run(collect([b"ok\n", b"12345", b"678901"], 10))
 
 
+def test_a_long_line_in_tiny_chunks_is_one_line() -> None:
+    """Each new chunk is searched for a line end, not the whole unfinished line again."""
+    line = b"x" * (256 * 1024)
+
+    async def source() -> AsyncIterator[bytes]:
+        for start in range(0, len(line), 8):
+            yield line[start : start + 8]
+        yield b"\r\nnext"
+
+    async def collect() -> list[bytes]:
+        return [found async for found in split_lines(source())]
+
+    assert asyncio.run(collect()) == [line, b"next"]
+
+
 # -- beyond MAX_BATCH and MAX_BODY_BYTES ------------------------------------------------------
 
 
@@ -139,7 +165,13 @@ def test_an_import_larger_than_max_batch_succeeds_in_chunks(
     metric = new_metric()
     answer = post(client, ndjson(samples(metric, 1000)), NDJSON, chunk_size=100)
     assert answer.status_code == 201, answer.text
-    assert answer.json() == {"status": "ok", "imported": 1000, "lines": 1000, "chunks": 10}
+    assert answer.json() == {
+        "status": "ok",
+        "imported": 1000,
+        "lines": 1000,
+        "chunks": 10,
+        **raw_only(1000),
+    }
     assert points(client, metric) == 1000
     default = post(client, ndjson(samples(new_metric(), 250)), NDJSON)  # default capped to 100
     assert default.json()["chunks"] == 3
@@ -175,6 +207,7 @@ def test_a_bad_line_in_the_third_chunk_keeps_the_first_two(shared_client: TestCl
         "detail": "line 25: value: required, a finite number",
         "imported": 20,
         "committed_lines": 20,
+        **raw_only(20),
         "chunks": 2,
     }
     stored = series_of(shared_client, metric)[0]["points"]
@@ -290,7 +323,7 @@ def test_other_content_types_keep_the_json_behaviour(shared_client: TestClient) 
     assert set(answer.json()) == {"detail"}
     answer = shared_client.post("/backfill/import", json={"metrics": samples(metric, 2)})
     assert answer.status_code == 201
-    assert answer.json() == {"status": "ok", "imported": 2, "series": 1}
+    assert answer.json() == {"status": "ok", "imported": 2, "series": 1, **raw_only(2)}
 
 
 def test_openapi_documents_the_streaming_content_types(shared_client: TestClient) -> None:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from conftest import run_inline
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 pytestmark = pytest.mark.browser
@@ -406,6 +407,45 @@ def test_empty_state_and_api_errors(seed: Seed, page: Page) -> None:
     assert unknown.status_code == 404
     expect(page.locator("#error")).to_contain_text("API error 404")
     expect(page.locator("#error")).to_contain_text(str(unknown.json()["detail"]))
+
+
+AGED = "aged_metric"
+
+
+@pytest.fixture
+def aged(live_server: Any, seed: Seed) -> Seed:
+    """A metric of the last 50 minutes whose raw samples retention has dropped already (its raw
+    retention is 1 hour, and retention ran as if two hours later): only its rollups hold it."""
+    items = [sample(AGED, seed.anchor - 60 * minute, float(minute)) for minute in range(1, 51)]
+    written = httpx.post(f"{seed.base_url}/backfill/import", json={"metrics": items}, timeout=30)
+    assert written.status_code == 201, written.text
+    policy = httpx.put(f"{seed.base_url}/retention/{AGED}", json={"raw": "1h"}, timeout=30)
+    assert policy.status_code == 200, policy.text
+    run_inline(live_server.database_url, "retention", now=int(time.time() * 1000) + 7_200_000)
+    return seed
+
+
+def test_ranges_older_than_raw_retention_come_from_a_rollup(aged: Seed, page: Page) -> None:
+    open_dashboard(page, aged.base_url, f"?metric={AGED}&range=1h")
+    raw = api_get(aged.base_url, f"/query/raw?metric_name={AGED}")
+    assert raw["series"] == []  # nothing raw is kept for the last hour
+    assert "window=1m" in shown_query(page)  # "auto" picked the rollup that holds the range
+    expect(page.locator("#chart-title")).to_have_text(f"{AGED} · 1m avg (auto)")
+    expect(page.locator("#summary")).to_contain_text(f"Raw samples of {AGED} are kept from")
+    expect(page.locator("#summary")).to_contain_text("showing 1m rollups")
+    body = assert_page_matches_api(page, aged.base_url)
+    assert sum(p["count"] for s in body["series"] for p in s["points"]) == 50
+
+    act(page, lambda: page.select_option("#rollup", "raw"))  # asked for raw: says why it is empty
+    assert shown_query(page).startswith("/query/raw?")
+    expect(page.locator("#empty")).to_be_visible()
+    expect(page.locator("#empty-title")).to_have_text("Nothing retained in this range")
+    expect(page.locator("#empty-hint")).to_contain_text(f"Raw samples of {AGED} are kept from")
+    expect(page.locator("#empty-hint")).to_contain_text("pick a coarser rollup")
+    assert table_rows(page) == []
+
+    act(page, lambda: page.select_option("#metric", CPU))  # a metric with raw data: no notice
+    expect(page.locator("#summary")).not_to_contain_text("kept from")
 
 
 def test_a_shared_url_restores_the_view(seed: Seed, page: Page) -> None:

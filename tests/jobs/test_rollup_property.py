@@ -1,9 +1,14 @@
-"""Property: whatever the order of writes and jobs, every stored rollup bucket equals a brute-force
-aggregation of the acknowledged samples (last write wins), and raw queries return exactly the
-samples retention has not dropped.
+"""Property: whatever the order of writes, clock ticks and jobs, every stored and served rollup
+bucket equals a brute-force aggregation of the accepted samples (last write wins), raw queries
+return exactly the accepted samples from the raw floor on, and every write is answered as the
+rules of docs/rollups-and-retention.md say: stored raw, merged into rollups only, beyond retention,
+or refused (422, nothing written) when history would merge into a bucket that holds data whose raw
+samples are not kept.
 
 Writes come in random order with duplicates and overwrites, late into already materialized
-buckets; jobs run in random interleavings, retention before rollup, and two at once.
+buckets, behind the raw floor (history), into hours whose raw samples have aged out but not been
+dropped yet, and again (re-sent requests); the clock moves on by whole hours; jobs run in random
+interleavings, retention before rollup, and two at once.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 from conftest import sql_rows, test_settings
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from app.jobs.runner import run_once
@@ -26,7 +31,11 @@ from app.timeutil import format_ms
 
 HOUR = 3_600_000
 WIDTHS = {"1m": 60_000, "5m": 300_000, "1h": HOUR}
-HOSTS = ("a", "b", "c")
+HOSTS = ("a", "b")
+# Per-metric retention: raw 2h, 1m and 5m 3h, 1h 4h. With the clock at t0 + 4h30m + k hours the
+# raw floor is t0 + (2 + k)h, the 1m and 5m cut-offs t0 + (1 + k)h, the 1h cut-off t0 + k h.
+POLICY = {"raw": "2h", "1m": "3h", "5m": "3h", "1h": "4h"}
+KEEP_H = {"raw": 2, "1m": 3, "5m": 3, "1h": 4}
 _metric_numbers = itertools.count()
 
 sample = st.tuples(
@@ -35,74 +44,132 @@ sample = st.tuples(
     st.integers(0, 3).map(lambda s: s * 15_000),  # a few timestamps per minute
     st.integers(-50, 50).map(lambda v: v / 4),  # exact in binary floating point
 )
+writes = st.tuples(st.just("write"), st.lists(sample, min_size=1, max_size=8))
 step = st.one_of(
-    st.tuples(st.just("write"), st.lists(sample, min_size=1, max_size=25)),
+    writes,
+    writes,  # twice as likely as the others
+    st.tuples(st.just("resend"), st.integers(0, 100)),
+    st.tuples(st.just("tick"), st.just(1)),
     st.tuples(st.just("job"), st.sampled_from(["rollup", "retention", "both"])),
 )
 
 
-async def _jobs(database_url: str, names: list[str]) -> None:
-    """Run jobs concurrently, each with its own store, as separate runners would."""
+async def _jobs(database_url: str, names: list[str], now: int) -> None:
+    """Run jobs concurrently at `now`, each with its own store, as separate runners would."""
     cfg = test_settings(database_url)
     stores = [Store.open(cfg) for _ in names]
     try:
         await asyncio.gather(
-            *(run_once(s, cfg, n, wait_seconds=60) for s, n in zip(stores, names, strict=True))
+            *(
+                run_once(s, cfg, n, wait_seconds=60, now=now)
+                for s, n in zip(stores, names, strict=True)
+            )
         )
     finally:
         for store in stores:
             await store.close()
 
 
-def run_step(database_url: str, job: str) -> None:
-    asyncio.run(_jobs(database_url, ["rollup", "retention"] if job == "both" else [job]))
+Sample = tuple[str, int, float]  # host, ts, value
 
 
 class Model:
-    """The truth: every acknowledged sample, last write wins."""
+    """The truth: every accepted sample (last write wins), what is still stored raw, and the
+    clock."""
 
     def __init__(self, metric: str, t0: int) -> None:
-        self.metric, self.t0 = metric, t0
+        self.metric, self.t0, self.ticks = metric, t0, 0
         self.truth: dict[tuple[str, int], float] = {}
+        self.raw_stored: set[tuple[str, int]] = set()
+        self.sent: list[list[dict[str, Any]]] = []
 
-    def write(self, client: TestClient, samples: list[tuple[str, int, int, float]]) -> None:
-        body = [
-            {
-                "metric_name": self.metric,
-                "value": value,
-                "timestamp": format_ms(self.t0 + minute + second),
-                "labels": {"host": host},
-            }
-            for host, minute, second, value in samples
+    @property
+    def now(self) -> int:
+        return self.t0 + 4 * HOUR + HOUR // 2 + self.ticks * HOUR
+
+    def cutoff(self, kind: str) -> int:
+        return self.now - self.now % HOUR - KEEP_H[kind] * HOUR
+
+    def occupied(self, host: str, width: int, bucket: int) -> bool:
+        return any(h == host and ts - ts % width == bucket for h, ts in self.truth)
+
+    def raw_backed(self, host: str, ts: int) -> bool:
+        hour = ts - ts % HOUR
+        return any(h == host and t - t % HOUR == hour for h, t in self.raw_stored)
+
+    def expect(self, samples: list[Sample]) -> tuple[dict[str, int], list[Sample]] | None:
+        """The counts a write of `samples` is answered with and the samples it stores raw, or
+        None for a refusal."""
+        latest = {(h, ts): v for h, ts, v in samples}  # last write wins within the request
+        counts = {"raw": 0, "rollups_only": 0, "beyond_retention": 0}
+        to_raw: list[Sample] = []
+        oldest = min(self.cutoff(r) for r in WIDTHS)
+        for (host, ts), value in latest.items():
+            if ts >= self.cutoff("raw"):
+                counts["raw"] += 1
+                to_raw.append((host, ts, value))
+            elif ts < oldest:
+                counts["beyond_retention"] += 1
+            else:
+                counts["rollups_only"] += 1
+                if self.raw_backed(host, ts):
+                    event("history into an hour whose raw samples are not dropped yet")
+                    to_raw.append((host, ts, value))
+                    continue
+                for res, width in WIDTHS.items():
+                    if ts >= self.cutoff(res) and self.occupied(host, width, ts - ts % width):
+                        return None
+        return counts, to_raw
+
+    def write(self, client: TestClient, body: list[dict[str, Any]]) -> None:
+        samples = [
+            (item["labels"]["host"], int(item["timestamp"] * 1000), item["value"]) for item in body
         ]
+        expected = self.expect(samples)
         if len(body) == 1:
             answer = client.post("/metrics/ingest", json=body[0])
         else:
             answer = client.post("/backfill/import", json={"metrics": body})
-        if answer.status_code == 422:  # only into raw data retention already dropped
-            assert "retention has already dropped" in answer.text
+        if expected is None:
+            event("history refused: the bucket holds data")
+            assert answer.status_code == 422, answer.text
+            assert "already holds data whose raw samples are not kept" in answer.text
             return
         assert answer.status_code == 201, answer.text
-        for host, minute, second, value in samples:
-            self.truth[(host, self.t0 + minute + second)] = value
+        counts, to_raw = expected
+        for kind, n in counts.items():
+            if n and kind != "raw":
+                event(f"accepted with {kind}")
+        assert {k: answer.json()[k] for k in counts} == counts
+        oldest = min(self.cutoff(r) for r in WIDTHS)
+        for host, ts, value in samples:
+            if ts >= oldest or ts >= self.cutoff("raw"):
+                self.truth[(host, ts)] = value
+        self.raw_stored.update((h, ts) for h, ts, _ in to_raw)
 
-    def buckets(self, width: int) -> dict[tuple[str, int], tuple[int, float, float, float, float]]:
+    def retention(self) -> None:
+        self.raw_stored = {(h, ts) for h, ts in self.raw_stored if ts >= self.cutoff("raw")}
+
+    def buckets(self, window: str) -> dict[tuple[str, int], tuple[int, float, float, float]]:
+        """What resolution `window` holds: the buckets it still retains, of accepted samples."""
+        width, cut = WIDTHS[window], self.cutoff(window)
         grouped: dict[tuple[str, int], list[tuple[int, float]]] = defaultdict(list)
         for (host, ts), value in self.truth.items():
-            grouped[(host, ts - ts % width)].append((ts, value))
+            if ts - ts % width >= cut:
+                grouped[(host, ts - ts % width)].append((ts, value))
         out = {}
         for key, points in grouped.items():
             values = [v for _, v in points]
-            last = max(points)[1]
-            out[key] = (len(values), sum(values), min(values), max(values), last)
+            out[key] = (len(values), sum(values), min(values), max(values))
         return out
 
 
-def stored_buckets(database_url: str, metric: str, window: str) -> dict[tuple[str, int], Any]:
+def stored_buckets(database_url: str, model: Model, window: str) -> dict[tuple[str, int], Any]:
     rows = sql_rows(
         database_url,
-        f"SELECT s.labels, r.bucket, r.count, r.sum, r.min, r.max, r.last FROM rollup_{window} r"
-        f" JOIN series s ON s.id = r.series_id WHERE s.metric_name = '{metric}'",
+        f"SELECT s.labels, r.bucket, r.count, r.sum, r.min, r.max FROM rollup_{window} r"
+        f" JOIN series s ON s.id = r.series_id WHERE s.metric_name = '{model.metric}'"
+        f" AND r.bucket >= {model.cutoff(window)}",
     )
     out = {}
     for labels, bucket, *agg in rows:
@@ -119,45 +186,39 @@ def query(client: TestClient, path: str, model: Model, **extra: str) -> list[dic
         **extra,
     }
     answer = client.get(path, params=params)
-    if not model.truth:  # nothing acknowledged: the metric does not exist
-        assert answer.status_code == 404, answer.text
+    assert answer.status_code in (200, 404), answer.text
+    if answer.status_code == 404:  # no series: nothing was written yet
+        assert not model.sent
         return []
-    assert answer.status_code == 200, answer.text
-    return list(answer.json()["series"])
+    body = answer.json()
+    if path == "/query/raw":
+        assert body["raw_retained_from"] == format_ms(model.cutoff("raw"))
+    else:
+        assert body["retained_from"] == format_ms(model.cutoff(extra["window"]))
+    return list(body["series"])
 
 
 def check(client: TestClient, database_url: str, model: Model) -> None:
-    run_step(database_url, "rollup")  # materialize whatever is still pending
-    for window, width in WIDTHS.items():
-        expected = model.buckets(width)
-        assert stored_buckets(database_url, model.metric, window) == expected, window
-        series = query(client, "/query/rollup", model, window=window)
+    asyncio.run(_jobs(database_url, ["rollup"], model.now))  # materialize what is pending
+    for window in WIDTHS:
+        expected = model.buckets(window)
+        assert stored_buckets(database_url, model, window) == expected, window
         served = {
             (s["labels"]["host"], p["timestamp"]): (p["count"], p["sum"], p["min"], p["max"])
-            for s in series
+            for s in query(client, "/query/rollup", model, window=window)
             for p in s["points"]
         }
-        assert served == {(h, format_ms(b)): v[:4] for (h, b), v in expected.items()}
-    check_raw(client, database_url, model)
-
-
-def check_raw(client: TestClient, database_url: str, model: Model) -> None:
-    """Raw answers hold exactly the acknowledged samples after the recorded retention horizon."""
-    found = sql_rows(
-        database_url,
-        f"SELECT dropped_before FROM raw_horizon WHERE metric_name = '{model.metric}'",
-    )
-    horizon = int(found[0][0]) if found else model.t0
-    assert horizon % HOUR == 0 and horizon <= int(time.time() * 1000) - 2 * HOUR
-    served = {
+        assert served == {(h, format_ms(b)): v for (h, b), v in expected.items()}, window
+    served_raw = {
         (s["labels"]["host"], p["timestamp"]): p["value"]
         for s in query(client, "/query/raw", model)
         for p in s["points"]
     }
-    expected = {
-        (host, format_ms(ts)): value for (host, ts), value in model.truth.items() if ts >= horizon
+    assert served_raw == {
+        (host, format_ms(ts)): value
+        for (host, ts), value in model.truth.items()
+        if ts >= model.cutoff("raw")
     }
-    assert served == expected
 
 
 @settings(
@@ -165,18 +226,37 @@ def check_raw(client: TestClient, database_url: str, model: Model) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(steps=st.lists(step, min_size=1, max_size=8))
+@given(steps=st.lists(step, min_size=1, max_size=9))
 def test_rollups_equal_brute_force_truth(
     client: TestClient, database_url: str, steps: list[tuple[str, Any]]
 ) -> None:
     now = int(time.time() * 1000)
-    t0 = now - now % HOUR - 4 * HOUR  # data spans 4h..1h ago: every bucket is closed
-    model = Model(f"prop_{next(_metric_numbers)}", t0)
-    # Raw is kept for 2h for this metric, so retention drops part of the data along the way.
-    client.put(f"/retention/{model.metric}", json={"raw": "2h"}).raise_for_status()
+    model = Model(f"prop_{next(_metric_numbers)}", now - now % HOUR - 4 * HOUR)
+    store = client.app.state.store  # type: ignore[attr-defined]
+    store.clock = lambda: model.now  # the server's "now" for retention floors follows the model
+    client.put(f"/retention/{model.metric}", json=POLICY).raise_for_status()
+    # Raw samples in the last hour first: after a tick they are behind the raw floor, not dropped.
+    steps = [("write", [(host, 150 * 60_000, 0, 0.25) for host in HOSTS]), *steps]
     for kind, arg in steps:
         if kind == "write":
-            model.write(client, arg)
-        else:
-            run_step(database_url, arg)
+            body = [
+                {
+                    "metric_name": model.metric,
+                    "value": value,
+                    "timestamp": (model.t0 + minute + second) / 1000,
+                    "labels": {"host": host},
+                }
+                for host, minute, second, value in arg
+            ]
+            model.sent.append(body)
+            model.write(client, body)
+        elif kind == "resend" and model.sent:
+            model.write(client, model.sent[arg % len(model.sent)])
+        elif kind == "tick" and model.ticks < 2:
+            model.ticks += 1
+        elif kind == "job":
+            names = ["rollup", "retention"] if arg == "both" else [arg]
+            asyncio.run(_jobs(database_url, names, model.now))
+            if "retention" in names:
+                model.retention()
     check(client, database_url, model)

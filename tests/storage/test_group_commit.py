@@ -3,14 +3,17 @@ sample is stored; one rejected request does not take the others down."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from conftest import LiveServer
+from conftest import LiveServer, test_settings
 
 from app.model import Sample, SeriesKey
-from app.storage.group_commit import merge
+from app.services.retention import BEYOND, HISTORY, RAW
+from app.storage.group_commit import GroupCommitter, merge
+from app.storage.store import HistoryConflict, Store
 
 
 def key(metric: str, labels: bytes) -> SeriesKey:
@@ -71,3 +74,38 @@ def test_concurrent_requests_share_commits_and_all_are_stored(
     carried = gauge(exposition, "metrics_ingest_group_requests")
     assert carried == 400
     assert commits < carried  # requests were grouped
+
+
+def test_each_request_of_a_group_hears_what_became_of_its_sample(database_url: str) -> None:
+    """One group holding a recent sample, history into empty buckets, a sample beyond every
+    retention and history into a bucket that holds data: each gets its own answer, and the
+    refused one does not take the others down."""
+    hour = 3_600_000
+    now = int(time.time() * 1000)
+    start = now - now % hour - 5 * hour
+    metric = key("grouped", b'{"h":"a"}')
+
+    async def go() -> list[object]:
+        store = Store.open(test_settings(database_url))
+        committer = GroupCommitter(store)
+        committer.start()
+        try:
+            policy = {"raw": 2 * hour, "1m": 4 * hour, "5m": 4 * hour, "1h": 4 * hour}
+            await store.set_retention_override("grouped", policy)
+            await committer.submit(Sample(metric, start + 2 * hour, 1.0))  # history, first
+            samples = [
+                Sample(metric, now - 60_000, 2.0),  # raw
+                Sample(metric, start + hour + 1_800_000, 3.0),  # history into empty buckets
+                Sample(metric, start, 4.0),  # older than every retention
+                Sample(metric, start + 2 * hour + 1000, 5.0),  # its buckets hold data
+            ]
+            return await asyncio.gather(
+                *(committer.submit(s) for s in samples), return_exceptions=True
+            )
+        finally:
+            await committer.stop()
+            await store.close()
+
+    answers = asyncio.run(go())
+    assert answers[:3] == [RAW, HISTORY, BEYOND]
+    assert isinstance(answers[3], HistoryConflict) and answers[3].resolution == "1m"

@@ -63,10 +63,11 @@ async def detect(
                 f" ({settings.max_query_points}) raw points; narrow it or score rollups with"
                 " window=1m|5m|1h",
             )
-        rows = [
-            (s.labels, s.ts, s.values, _score(method, s.ts, s.values, threshold, lookback_ms))
-            for s in raw
-        ]
+        rows = []
+        for s in raw:
+            finite = np.isfinite(s.values)  # stale markers and NaN are no measurements
+            ts, values = (s.ts, s.values) if finite.all() else (s.ts[finite], s.values[finite])
+            rows.append((s.labels, ts, values, _score(method, ts, values, threshold, lookback_ms)))
     else:
         buckets, _ = await store.select_rollup(
             metric_name, filters, BY_NAME[window], time_range.start_ms, time_range.end_ms

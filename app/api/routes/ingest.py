@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app import observability
-from app.api.body import read_json
-from app.api.deps import CommitterDep, SettingsDep, StoreDep, WriteKey
+from app.api.body import parse_import_body, read_decoded, read_json, sample_body_limit
+from app.api.deps import CommitterDep, PrecisionParam, SettingsDep, StoreDep, WriteKey
+from app.api.responses import INGEST_ANSWERS, write_counts
 from app.api.streaming_import import (
     DEFAULT_CHUNK_SIZE,
     MAX_LINE_BYTES,
@@ -17,19 +18,34 @@ from app.api.streaming_import import (
     stream_import,
     streaming_format,
 )
-from app.schemas import BackfillResponse, ErrorResponse, IngestResponse
-from app.validation import InvalidInput, TimeBounds, parse_import, parse_single
+from app.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+    responses_for,
+)
+from app.http_guard import BodyTimeout, Overloaded
+from app.protocols.native.items import parse_single
+from app.schemas import BackfillResponse, IngestResponse
+from app.storage.store import CardinalityExceeded, HistoryConflict, WriteTimeout
+from app.validation import BatchTooLarge, InvalidInput, TimeBounds
 
 router = APIRouter(tags=["ingestion"], dependencies=[WriteKey])
 
-ERRORS = {
-    400: {"model": ErrorResponse, "description": "Body is not JSON"},
-    401: {"model": ErrorResponse, "description": "API key missing or wrong"},
-    413: {"model": ErrorResponse, "description": "Body or batch too large"},
-    422: {"model": ErrorResponse, "description": "A rule broken; names the field or item"},
-    429: {"model": ErrorResponse, "description": "Cardinality limit reached"},
-    503: {"model": ErrorResponse, "description": "Database unavailable"},
-}
+ERRORS = responses_for(
+    BadRequest,
+    Unauthorized,
+    PayloadTooLarge,
+    BatchTooLarge,
+    InvalidInput,
+    HistoryConflict,
+    CardinalityExceeded,
+    BodyTimeout,
+    Unavailable,
+    WriteTimeout,
+    Overloaded,
+)
 
 
 def _body_doc(model: str) -> dict[str, object]:
@@ -41,22 +57,27 @@ def _body_doc(model: str) -> dict[str, object]:
     "/metrics/ingest",
     status_code=201,
     response_model=IngestResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     openapi_extra=_body_doc("IngestSample"),
     summary="Ingest one sample",
 )
-async def ingest(request: Request, settings: SettingsDep, committer: CommitterDep) -> Response:
-    """Answers 201 once the sample is committed. The same series and timestamp written twice
-    keeps the last value."""
-    body = await read_json(request, settings.max_body_bytes)
-    sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew))
-    await committer.submit(sample)
+async def ingest(
+    request: Request,
+    settings: SettingsDep,
+    committer: CommitterDep,
+    precision: PrecisionParam = "s",
+) -> Response:
+    """Answers 201 once the sample is committed, saying whether it was stored raw, merged into
+    the rollups only (older than the raw data retention) or is beyond every retention (not
+    stored). The same series and timestamp written twice keeps the last value. A numeric
+    `timestamp` is in `precision` (default seconds); one that is no time in seconds but is in
+    ms, us or ns gets a 422 that says which `precision` to send."""
+    body = await read_json(request, *sample_body_limit(settings.max_body_bytes))
+    sample = parse_single(body, TimeBounds.starting_now(settings.max_future_skew), precision)
+    kind = await committer.submit(sample)
     observability.count_ingested(request, 1)
     # A ready answer: the hottest route skips serializing a dict through IngestResponse.
-    return Response(INGESTED, status_code=201, media_type="application/json")
-
-
-INGESTED = b'{"status":"ok"}'
+    return Response(INGEST_ANSWERS[kind], status_code=201, media_type="application/json")
 
 
 NDJSON_EXAMPLE = (
@@ -113,7 +134,7 @@ ChunkSize = Annotated[
     "/backfill/import",
     status_code=201,
     response_model=BackfillResponse | StreamingImportResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     openapi_extra=_backfill_doc(),
     summary="Import many samples at once",
 )
@@ -122,6 +143,7 @@ async def backfill(
     settings: SettingsDep,
     store: StoreDep,
     chunk_size: ChunkSize = None,
+    precision: PrecisionParam = "s",
 ) -> dict[str, object] | JSONResponse:
     """`application/json`: all-or-nothing, one invalid item rejects the request with a 422 naming
     its index; at most MAX_BATCH samples (413 beyond). Accepts `metrics` (one object per sample)
@@ -138,11 +160,16 @@ async def backfill(
         size = min(DEFAULT_CHUNK_SIZE, settings.max_batch) if chunk_size is None else chunk_size
         if size > settings.max_batch:
             raise InvalidInput(f"chunk_size: {size} is more than MAX_BATCH ({settings.max_batch})")
-        return await stream_import(request, store, settings.max_future_skew, fmt, size)
-    body = await read_json(request, settings.max_body_bytes)
-    batch = parse_import(
-        body, TimeBounds.starting_now(settings.max_future_skew), settings.max_batch
-    )
+        return await stream_import(request, store, settings.max_future_skew, fmt, size, precision)
+    body = await read_decoded(request, settings.max_body_bytes)
+    bounds = TimeBounds.starting_now(settings.max_future_skew)
+    batch = await parse_import_body(body, bounds, settings.max_batch, precision)
+    del body  # the batch holds what is needed; the write may take a while
     result = await store.append(batch, all_or_nothing=True)
     observability.count_ingested(request, result.written)
-    return {"status": "ok", "imported": result.written, "series": len(batch.keys)}
+    return {
+        "status": "ok",
+        "imported": result.written,
+        "series": len(batch.keys),
+        **write_counts(result),
+    }

@@ -8,21 +8,20 @@ from typing import Annotated, Literal
 import numpy as np
 import orjson
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import FiltersDep, MetricName, RangeDep, ReadKey, SettingsDep, StoreDep
 from app.api.responses import FastJSON
-from app.schemas import ErrorResponse, NamesResponse, RawQueryResponse, RollupQueryResponse
+from app.errors import Unavailable, responses_for
+from app.schemas import NamesResponse, RawQueryResponse, RollupQueryResponse
 from app.services.rollup import BY_NAME
 from app.storage.reads import RollupData, SeriesData
+from app.storage.store import QueryTimeout, UnknownMetric
 from app.timeutil import format_ms, format_ms_array
 
 router = APIRouter(tags=["queries"], dependencies=[ReadKey], default_response_class=FastJSON)
-ERRORS = {
-    404: {"model": ErrorResponse, "description": "Unknown metric"},
-    422: {"model": ErrorResponse, "description": "Bad parameter; names it"},
-    503: {"model": ErrorResponse, "description": "Database unavailable"},
-}
+ERRORS = responses_for(UnknownMetric, RequestValidationError, Unavailable, QueryTimeout)
 
 
 @router.get("/metrics/names", response_model=NamesResponse, summary="List metric names")
@@ -36,7 +35,7 @@ async def metric_names(
 @router.get(
     "/query/raw",
     response_model=RawQueryResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     summary="Raw samples in a range",
 )
 async def query_raw(
@@ -47,17 +46,21 @@ async def query_raw(
     settings: SettingsDep,
     limit: Annotated[int, Query(gt=0, description="Most points in the answer.")] = 100_000,
 ) -> FastJSON | StreamingResponse:
-    """Points ascending by time; series ordered by their labels. `truncated` says whether `limit`
-    (capped at MAX_QUERY_POINTS) cut the answer short. Answers of more than 50,000 points are
-    streamed in chunks."""
+    """Points ascending by time; series ordered by their labels, those without a point in the
+    range left out. `raw_retained_from`: raw samples of the metric are kept from then on (older
+    data is in the rollups that retain it). `truncated` says whether `limit` (capped at
+    MAX_QUERY_POINTS) cut the answer short. Answers of more than 50,000 points are streamed in
+    chunks."""
     limit = min(limit, settings.max_query_points)
-    series, truncated = await store.select_raw(
+    selection = await store.read_raw(
         metric_name, filters, time_range.start_ms, time_range.end_ms, limit
     )
+    series, truncated = selection.series, selection.truncated
     head: dict[str, object] = {
         "metric_name": metric_name,
         "start_time": time_range.start_text,
         "end_time": time_range.end_text,
+        "raw_retained_from": format_ms(selection.retained_from),
     }
     if sum(s.ts.size for s in series) > STREAM_ABOVE_POINTS:
         return StreamingResponse(
@@ -92,19 +95,32 @@ def _stream_raw(
     yield b'],"truncated":' + (b"true" if truncated else b"false") + b"}"
 
 
+STALE_MARKER_BITS = 0x7FF0000000000002
+
+
 def _raw_series(data: SeriesData) -> dict[str, object]:
     stamps = format_ms_array(data.ts)
     values = data.values.tolist()
-    return {
-        "labels": data.labels,
-        "points": [{"timestamp": t, "value": v} for t, v in zip(stamps, values, strict=True)],
-    }
+    points = [{"timestamp": t, "value": v} for t, v in zip(stamps, values, strict=True)]
+    special = np.flatnonzero(~np.isfinite(data.values))
+    if special.size:  # JSON has no NaN or infinity: `value` null and `special` says which
+        bits = data.values.view(np.uint64)
+        for i in special.tolist():
+            points[i] = {"timestamp": stamps[i], "value": None, "special": _special(data, bits, i)}
+    return {"labels": data.labels, "points": points}
+
+
+def _special(data: SeriesData, bits: np.ndarray, i: int) -> str:
+    value = float(data.values[i])
+    if value != value:
+        return "stale" if int(bits[i]) == STALE_MARKER_BITS else "NaN"
+    return "+Inf" if value > 0 else "-Inf"
 
 
 @router.get(
     "/query/rollup",
     response_model=RollupQueryResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     summary="Rollups (1m, 5m, 1h buckets) in a range",
 )
 async def query_rollup(
@@ -115,12 +131,15 @@ async def query_rollup(
     store: StoreDep,
 ) -> FastJSON:
     """Buckets whose start lies in [start_time floored to the window, end_time], each aggregating
-    all of its samples. Buckets not yet materialized by the rollup job, or invalidated by late
-    data, are computed from raw samples on the fly, so the answer is always exact."""
+    all of its samples (NaN values left out). Buckets not yet materialized by the rollup job, or
+    invalidated by late data, are computed from raw samples on the fly, so the answer is always
+    exact. Buckets before `retained_from` have expired; series without a bucket in the range are
+    left out."""
     res = BY_NAME[window]
-    series, until = await store.select_rollup(
+    selection = await store.read_rollup(
         metric_name, filters, res, time_range.start_ms, time_range.end_ms
     )
+    until = selection.materialized_until
     return FastJSON(  # shaped as RollupQueryResponse, not validated again (see query_raw)
         {
             "metric_name": metric_name,
@@ -128,7 +147,8 @@ async def query_rollup(
             "start_time": time_range.start_text,
             "end_time": time_range.end_text,
             "materialized_until": None if until is None else format_ms(until),
-            "series": [_rollup_series(s) for s in series],
+            "retained_from": format_ms(selection.retained_from),
+            "series": [_rollup_series(s) for s in selection.series],
         }
     )
 

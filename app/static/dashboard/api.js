@@ -60,7 +60,9 @@ export async function api(path, params, signal) {
     body = null;
   }
   if (!response.ok) {
-    throw new ApiError(response.status, describeDetail(body?.detail) || response.statusText);
+    // The Prometheus API answers {"status": "error", "errorType", "error"}.
+    const detail = body?.detail ?? (body?.errorType ? `${body.errorType}: ${body.error}` : undefined);
+    throw new ApiError(response.status, describeDetail(detail) || response.statusText);
   }
   return body;
 }

@@ -6,8 +6,9 @@ import { $, ANOMALY_COLOR, PALETTE, state, view } from "./state.js";
 function seriesDatasets(result, rollup) {
   return result.series.map((series, index) => {
     const color = PALETTE[index % PALETTE.length];
+    // A stale marker, NaN or infinity arrives as value null: a gap that ends the line there.
     const data = series.points.map((point) => (rollup === "raw"
-      ? { x: Date.parse(point.timestamp), y: point.value }
+      ? { x: Date.parse(point.timestamp), y: point.value, special: point.special }
       : { x: Date.parse(point.timestamp), y: point.avg, min: point.min, max: point.max,
         count: point.count }));
     return {
@@ -38,7 +39,7 @@ function tooltipLabel(ctx) {
     return `${ctx.dataset.label}: avg ${formatNumber(raw.y)} · min ${formatNumber(raw.min)}`
       + ` · max ${formatNumber(raw.max)} · n ${raw.count}`;
   }
-  return `${ctx.dataset.label}: ${formatNumber(raw.y)}`;
+  return `${ctx.dataset.label}: ${raw.special ?? formatNumber(raw.y)}`;
 }
 
 function chartOptions() {
@@ -85,8 +86,10 @@ export function renderChart() {
   const { options } = view.chart;
   options.scales.x.min = query.start;
   options.scales.x.max = query.end;
-  // Raw answers can hold many thousands of points per series: let Chart.js thin them for drawing.
-  options.plugins.decimation.enabled = query.rollup === "raw";
+  // Raw answers can hold many thousands of points per series: let Chart.js thin them for drawing,
+  // unless a line has gaps (its thinning would average them away and join the line again).
+  const gaps = datasets.some((dataset) => dataset.data.some((point) => point.y === null));
+  options.plugins.decimation.enabled = query.rollup === "raw" && !gaps;
   options.scales.y.display = datasets.some((dataset) => dataset.data.length > 0);
   view.chart.update("none");
 }

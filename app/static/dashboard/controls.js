@@ -30,6 +30,8 @@ export function syncControls() {
   $("threshold").value = String(state.threshold);
   $("threshold").disabled = !state.anomalies;
   $("refresh").value = state.refresh;
+  $("expr").value = state.expr;
+  $("controls").classList.toggle("promql-mode", Boolean(state.expr));
 }
 
 export function readControls() {
@@ -38,6 +40,6 @@ export function readControls() {
     metric: $("metric").value, range: $("range").value, rollup: $("rollup").value,
     filter: $("filter").value.trim(), anomalies: $("anomalies").checked,
     threshold: Number.isFinite(threshold) && threshold > 0 ? threshold : state.threshold,
-    refresh: $("refresh").value,
+    refresh: $("refresh").value, expr: $("expr").value.trim(),
   };
 }

@@ -27,6 +27,7 @@ function applyControls(force) {
   if (!changed && !force) return;
   Object.assign(state, next);
   $("threshold").disabled = !state.anomalies;
+  $("controls").classList.toggle("promql-mode", Boolean(state.expr));
   writeUrl(true);
   restartTimer();
   load();

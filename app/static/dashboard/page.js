@@ -10,8 +10,10 @@ export function render(background) {
   if (!background) view.page = 0;
   view.rows = buildRows();
   const points = view.rows.length;
-  const rollupText = query.rollup === "raw" ? "raw" : `${query.rollup} avg`;
-  const auto = state.rollup === "auto" ? " (auto)" : "";
+  const rollupText = query.promql
+    ? `PromQL, step ${query.step}s`
+    : query.rollup === "raw" ? "raw" : `${query.rollup} avg`;
+  const auto = state.rollup === "auto" && !query.promql ? " (auto)" : "";
   $("chart-title").textContent = `${result.metric_name} · ${rollupText}${auto}`;
   const parts = [`${result.series.length} series`, `${points.toLocaleString()} points`];
   if (anomalies) {
@@ -19,8 +21,10 @@ export function render(background) {
     parts.push(`${found} ${found === 1 ? "anomaly" : "anomalies"}`);
   }
   if (query.rollup === "raw" && points >= RAW_LIMIT) parts.push(`cut at ${RAW_LIMIT.toLocaleString()}: pick a rollup`);
+  if (view.notice) parts.push(view.notice);
   $("summary").textContent = parts.join(" · ");
   if (points) $("empty").hidden = true;
+  else if (view.notice) showEmpty("Nothing retained in this range", view.notice);
   else {
     showEmpty("No data in this range", state.filter
       ? "Try a longer range or a different label filter."

@@ -1,8 +1,10 @@
 // The queries behind the page: which data to ask for, and loading it (newest request wins).
 
 import { api } from "./api.js";
+import { buildPromQuery, fromMatrix } from "./promql.js";
 import { fillMetricSelect } from "./controls.js";
 import { parseFilter } from "./filter.js";
+import { formatTime } from "./format.js";
 import {
   clearData, clearError, render, setStatus, showError, showNoMetrics, updateStatus,
 } from "./page.js";
@@ -38,9 +40,50 @@ function buildQuery() {
   const anomaly = new URLSearchParams(base);
   anomaly.set("threshold", String(state.threshold));
   return {
-    start, end, rollup, path: rollup === "raw" ? "/query/raw" : "/query/rollup", params: data,
+    start, end, rollup, base, path: rollup === "raw" ? "/query/raw" : "/query/rollup", params: data,
     anomalyParams: state.anomalies ? anomaly : null,
   };
+}
+
+// Data older than a retention is not in the answer: raw answers say from when raw samples are
+// kept (`raw_retained_from`), rollup answers from when their buckets are (`retained_from`).
+const retainedFrom = (body) => Date.parse(body.raw_retained_from ?? body.retained_from);
+
+// The finest rollup coarser than the query's that retains the whole range, else the one that
+// reaches back furthest into it, else null (nothing more of the range is retained).
+async function rollupHolding(query, signal) {
+  const windows = Object.keys(WINDOWS);
+  let best = null;
+  for (const window of windows.slice(windows.indexOf(query.rollup) + 1)) {
+    const params = new URLSearchParams(query.base);
+    params.set("window", window);
+    const body = await api("/query/rollup", params, signal);
+    const from = retainedFrom(body);
+    if (from <= query.start) return { window, params, body, from };
+    if (from <= query.end && (!best || from < best.from)) best = { window, params, body, from };
+  }
+  return best;
+}
+
+// When the range reaches back before what the chosen data keeps: with "auto", switch to the
+// coarser rollup that holds the range; otherwise (and when none holds it) say why.
+async function coverRetention(query, result, signal) {
+  const from = retainedFrom(result);
+  if (!(from > query.start)) return { result, notice: "" };
+  const kept = query.rollup === "raw" ? "Raw samples" : `${query.rollup} rollups`;
+  const since = `${kept} of ${state.metric} are kept from ${formatTime(from)} on`;
+  if (query.rollup === "1h") return { result, notice: `${since}.` };
+  if (state.rollup !== "auto") {
+    return { result, notice: `${since}: pick a coarser rollup for earlier data.` };
+  }
+  const picked = await rollupHolding(query, signal);
+  if (!picked || picked.from >= from) {
+    return { result, notice: `${since}, and no coarser rollup reaches back further.` };
+  }
+  Object.assign(query, { rollup: picked.window, path: "/query/rollup", params: picked.params });
+  if (query.anomalyParams) query.anomalyParams.set("window", picked.window);
+  const partly = picked.from > query.start ? `, kept from ${formatTime(picked.from)} on` : "";
+  return { result: picked.body, notice: `${since}: showing ${picked.window} rollups${partly}.` };
 }
 
 export async function loadNames() {
@@ -66,6 +109,16 @@ export async function load({ background = false } = {}) {
   view.busy = true;
   setStatus("Loading…");
   try {
+    if (state.expr) {
+      const query = buildPromQuery();
+      view.query = query;
+      const body = await api(query.path, query.params, controller.signal);
+      if (seq !== view.seq) return;
+      Object.assign(view, { result: fromMatrix(body), anomalies: null });
+      clearError();
+      render(background);
+      return;
+    }
     if (!state.metric) {
       if (view.error) clearData("Nothing to show", "The request failed: see the message above.");
       else showNoMetrics();
@@ -73,14 +126,18 @@ export async function load({ background = false } = {}) {
     }
     const query = buildQuery();
     view.query = query;
-    const [result, anomalies] = await Promise.all([
+    const [answer, scored] = await Promise.all([
       api(query.path, query.params, controller.signal),
       query.anomalyParams
         ? api("/anomaly/detect", query.anomalyParams, controller.signal)
         : Promise.resolve(null),
     ]);
+    const { result, notice } = await coverRetention(query, answer, controller.signal);
+    const anomalies = query.anomalyParams?.has("window") && result !== answer
+      ? await api("/anomaly/detect", query.anomalyParams, controller.signal)
+      : scored;
     if (seq !== view.seq) return;
-    Object.assign(view, { result, anomalies });
+    Object.assign(view, { result, anomalies, notice });
     clearError();
     render(background);
   } catch (err) {

@@ -7,6 +7,7 @@ export const ROLLUPS = ["auto", "raw", ...Object.keys(WINDOWS)];
 export const REFRESH = { off: 0, "10s": 10_000, "1m": 60_000 };
 export const DEFAULTS = Object.freeze({
   metric: "", range: "1h", rollup: "auto", filter: "", anomalies: false, threshold: 3, refresh: "off",
+  expr: "",
 });
 export const RAW_LIMIT = 100_000; // points per raw query; reaching it means the answer was cut short
 export const MAX_BUCKETS = 1_500; // "auto": the finest window giving at most this many points per series
@@ -23,5 +24,6 @@ export const state = { ...DEFAULTS };
 export const view = {
   state, chart: null, names: [], query: null, result: null, anomalies: null, rows: [], page: 0,
   seq: 0, loads: 0, busy: false, controller: null, timer: 0, error: null,
+  notice: "", // why part of the range shows nothing: it is older than a retention
 };
 window.__dashboard = view;

@@ -71,7 +71,7 @@ function tableRow(entry) {
   const { point } = entry;
   const values = view.query.rollup === "raw" ? [point.value] : [point.avg, point.min, point.max, point.count];
   tr.dataset.values = JSON.stringify(values);
-  for (const value of values) cell(tr, formatNumber(value), "num");
+  for (const value of values) cell(tr, point.special ?? formatNumber(value), "num");
   return tr;
 }
 

@@ -13,6 +13,7 @@ export function readUrl() {
   const threshold = Number(params.get("threshold"));
   if (params.has("threshold") && Number.isFinite(threshold) && threshold > 0) next.threshold = threshold;
   if (params.get("refresh") in REFRESH) next.refresh = params.get("refresh");
+  next.expr = params.get("expr") ?? "";
   return next;
 }
 
@@ -27,6 +28,7 @@ export function writeUrl(push) {
     params.set("threshold", String(state.threshold));
   }
   if (state.refresh !== "off") params.set("refresh", state.refresh);
+  if (state.expr) params.set("expr", state.expr);
   const url = `${window.location.pathname}?${params}`;
   if (url === window.location.pathname + window.location.search) return;
   if (push) window.history.pushState(null, "", url);

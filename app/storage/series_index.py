@@ -1,0 +1,202 @@
+"""Series lookups across metrics for the Prometheus query API: series by label matchers (the
+metric name as `__name__`, by equality or regex), optionally only those with a sample in a time
+range; label names and values. Samples themselves are read with `dialect.fetch_points`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVarTuple
+
+import numpy as np
+from sqlalchemy import Select, func, literal, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.matchers import LABEL_NAME_RE, Matcher, matches_all
+from app.storage import dialect, exact_values, schema
+from app.storage.reads import RollupData, SeriesRef
+
+NAME = "__name__"
+_Ts = TypeVarTuple("_Ts")
+NAME_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class IndexedSeries:
+    id: int
+    metric: str
+    labels: dict[str, str]  # without the metric name
+
+    @property
+    def all_labels(self) -> dict[str, str]:
+        return {**self.labels, NAME: self.metric}
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    """Only series with a sample in [start_ms, end_ms]."""
+
+    start_ms: int
+    end_ms: int
+
+
+def _with_samples(query: Select[*_Ts], bounds: TimeBounds | None) -> Select[*_Ts]:
+    if bounds is None:
+        return query
+    s, x = schema.series.c, schema.samples.c
+    has_sample = (
+        select(literal(1))
+        .where(x.series_id == s.id, x.ts >= bounds.start_ms, x.ts <= bounds.end_ms)
+        .exists()
+    )
+    return query.where(has_sample)
+
+
+async def metric_names(conn: AsyncConnection, bounds: TimeBounds | None = None) -> list[str]:
+    s = schema.series.c
+    query = select(s.metric_name).distinct()
+    if bounds is not None:
+        query = _with_samples(query, bounds)
+    return sorted((await conn.execute(query)).scalars())
+
+
+async def find_series(
+    conn: AsyncConnection, matchers: Sequence[Matcher], bounds: TimeBounds | None = None
+) -> list[IndexedSeries]:
+    """Series matching every matcher, in id order."""
+    s = schema.series.c
+    name_matchers = [m for m in matchers if m.name == NAME]
+    base = select(s.id, s.metric_name, s.labels)
+    for m in matchers:
+        if m.is_exact and m.name != NAME and LABEL_NAME_RE.fullmatch(m.name):
+            base = base.where(dialect.label_equals(conn, m.name, m.value))
+    exact_name = next((m.value for m in name_matchers if m.is_exact), None)
+    if exact_name is not None:
+        queries = [base.where(s.metric_name == exact_name)]
+    elif name_matchers:
+        names = [n for n in await metric_names(conn) if matches_all(name_matchers, {NAME: n})]
+        chunks = [names[i : i + NAME_CHUNK] for i in range(0, len(names), NAME_CHUNK)]
+        queries = [base.where(s.metric_name.in_(chunk)) for chunk in chunks]
+    else:
+        queries = [base]
+    found = []
+    for query in queries:
+        for sid, metric, labels in await conn.execute(_with_samples(query, bounds)):
+            series = IndexedSeries(sid, metric, labels)
+            if matches_all(matchers, series.all_labels):
+                found.append(series)
+    found.sort(key=lambda series: series.id)
+    return found
+
+
+async def label_names(conn: AsyncConnection) -> list[str]:
+    """Every label name of every series, with `__name__` (SQL per backend: JSON keys)."""
+    if dialect.is_postgres(conn):
+        sql = "SELECT DISTINCT jsonb_object_keys(labels) FROM series"
+    else:
+        sql = "SELECT DISTINCT j.key FROM series, json_each(series.labels) AS j"
+    names = {str(row[0]) for row in await conn.execute(text(sql))}
+    count = (await conn.execute(select(func.count()).select_from(schema.series))).scalar_one()
+    if count:
+        names.add(NAME)
+    return sorted(names)
+
+
+async def label_values(conn: AsyncConnection, name: str) -> list[str]:
+    """Every value of one label over all series."""
+    if name == NAME:
+        return await metric_names(conn)
+    if not LABEL_NAME_RE.fullmatch(name):
+        return []  # no stored series can have such a label
+    column = schema.series.c.labels[name].as_string()
+    query = select(column).distinct().where(column.is_not(None))
+    return sorted(str(v) for v in (await conn.execute(query)).scalars())
+
+
+STALE_BITS = 0x7FF0000000000002  # the stale marker's bits (positive as a signed integer)
+ID_CHUNK = 1000
+STAMP_CHUNK = 1000
+
+
+def _id_list(ids: Sequence[int]) -> str:
+    return ",".join(str(int(i)) for i in ids)
+
+
+async def has_nan(conn: AsyncConnection, ids: Sequence[int], start_ms: int, end_ms: int) -> bool:
+    """Whether any of these series has a NaN other than a stale marker in [start, end]: such
+    samples are in PromQL's windows but not in the rollups. SQLite finds them through the
+    partial index of values kept apart (app.storage.exact_values); PostgreSQL scans the range."""
+    for first in range(0, len(ids), ID_CHUNK):
+        where = (
+            f"series_id IN ({_id_list(ids[first : first + ID_CHUNK])})"
+            f" AND ts >= {int(start_ms)} AND ts <= {int(end_ms)}"
+        )
+        if dialect.is_postgres(conn):
+            sql = (
+                f"SELECT 1 FROM samples WHERE {where} AND value = 'NaN'::float8"
+                " AND float8send(value) <> '\\x7ff0000000000002'::bytea LIMIT 1"
+            )
+        else:
+            sql = (
+                f"SELECT 1 FROM samples INDEXED BY ix_samples_bits WHERE bits IS NOT NULL"
+                f" AND {where} AND bits NOT IN ({exact_values.NEG_ZERO_BITS}, {STALE_BITS})"
+                " LIMIT 1"
+            )
+        if (await conn.execute(text(sql))).first() is not None:
+            return True
+    return False
+
+
+async def samples_at(
+    conn: AsyncConnection, ids: Sequence[int], stamps: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(series_id, ts, value) of the samples of these series at exactly these timestamps, by
+    series and time, exact values (SQLite's kept-apart bits put back, as raw reads do)."""
+    parts = []
+    for first in range(0, len(ids), ID_CHUNK):
+        for start in range(0, len(stamps), STAMP_CHUNK):
+            where = (
+                f"series_id IN ({_id_list(ids[first : first + ID_CHUNK])})"
+                f" AND ts IN ({_id_list(stamps[start : start + STAMP_CHUNK])})"
+            )
+            rows = await dialect.fetch_small(
+                conn, f"SELECT series_id, ts, value FROM samples WHERE {where}"
+            )
+            table = np.array(rows, dtype=np.float64).reshape(-1, 3)
+            if not dialect.is_postgres(conn) and table.size:
+                apart = await dialect.fetch_small(
+                    conn,
+                    "SELECT series_id, ts, bits FROM samples INDEXED BY ix_samples_bits"
+                    f" WHERE bits IS NOT NULL AND {where}",
+                )
+                order = np.lexsort((table[:, 1], table[:, 0]))
+                table = table[order]
+                values = table[:, 2].copy()
+                sids, ts = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
+                exact_values.put_back(sids, ts, values, apart)
+                table[:, 2] = values
+            parts.append(table)
+    table = np.concatenate(parts) if parts else np.empty((0, 3))
+    if not table.size:
+        return no_samples()
+    order = np.lexsort((table[:, 1], table[:, 0]))
+    table = table[order]
+    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2].copy()
+
+
+def no_samples() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    empty = np.empty(0, dtype=np.int64)
+    return empty, empty, np.empty(0)
+
+
+@dataclass
+class RollupWindows:
+    """Store.rollup_windows' answer: `rollups[i]` belongs to `refs[i]`; edge samples by id."""
+
+    refs: list[SeriesRef]
+    rollups: list[RollupData]
+    has_nan: bool
+    edge_sids: np.ndarray
+    edge_ts: np.ndarray
+    edge_values: np.ndarray
