@@ -1,5 +1,6 @@
 """One columnar import request turned into block rows, each stage timed: the JSON parse
-(orjson), the service's own checks and numpy conversion (app.validation.parse_import), then the
+(orjson), the service's own checks and numpy conversion (app.protocols.native.items.parse_import,
+the whole-body form; runs 1-5 used its predecessor, app.validation.parse_import), then the
 encoding of raw blocks and of their 5m and 1h aggregates per series and day."""
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from datetime import timedelta
 import numpy as np
 import orjson
 
+from app.protocols.native.items import parse_import
 from app.storage.blocks.agg_codec import encode_aggregates
 from app.storage.blocks.aggregates import aggregate
 from app.storage.blocks.batch import encode_series
 from app.storage.blocks.merge import split_spans
-from app.validation import TimeBounds, parse_import
+from app.validation import TimeBounds
 from bench import workload
 from bench.blocks_lab.workloads import END_MS, SEED
 

@@ -7,7 +7,7 @@ squares, if wanted, is m2 + sum**2 / count. Unlike a stored sum of squares it ke
 when the spread is small against the mean (bench/blocks_lab.py compares the two). NaN samples
 (any payload: the Prometheus stale marker too) are left out; a bucket of NaN only has no row.
 
-As in the row tables (app/storage/exact_values.py), a value above 1e300 in magnitude adds
+As in the row tables (app.services.rollup.SUM_LIMIT), a value above 1e300 in magnitude adds
 ±infinity to `sum`; a bucket whose sum is not finite has m2 NaN.
 
 Merging two aggregates of disjoint sample sets gives the aggregate of their union: count, min,
@@ -23,9 +23,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from app.storage import exact_values
-
-SUM_LIMIT = float(exact_values.SUM_LIMIT)
+from app.services.rollup import SUM_LIMIT
 
 
 @dataclass(frozen=True)
