@@ -159,6 +159,23 @@ def responses_for(*errors: type[Exception]) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def line_write_responses(bad_lines: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` of the line-oriented write endpoints (line protocol, JSON lines,
+    Prometheus text): 204 once committed, 400 described as `bad_lines` says."""
+    out = responses_for(
+        BadRequest,
+        PartialWrite,
+        Unauthorized,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        InvalidInput,
+        Unavailable,
+    )
+    out[400]["description"] = bad_lines
+    out[204] = {"description": "Stored (committed)"}
+    return out
+
+
 def _error_model() -> type:
     from app.schemas import ErrorResponse
 

@@ -13,13 +13,7 @@ from app.api.body import read_decoded
 from app.api.deps import SettingsDep, StoreDep, WriteKey
 from app.api.extra_labels import ExtraLabels
 from app.errors import (
-    BadRequest,
-    PartialWrite,
-    PayloadTooLarge,
-    Unauthorized,
-    Unavailable,
-    UnsupportedMediaType,
-    responses_for,
+    line_write_responses,
 )
 from app.protocols.builder import SeriesBuilder
 from app.protocols.ingest import accepting_writes, store_request
@@ -30,19 +24,7 @@ from app.timeutil import TimeParseError, parse_time_ms
 from app.validation import InvalidInput, TimeBounds
 
 router = APIRouter(tags=["outside protocols"], dependencies=[WriteKey])
-RESPONSES: dict[int | str, dict[str, object]] = {
-    **responses_for(
-        BadRequest,
-        PartialWrite,
-        Unauthorized,
-        PayloadTooLarge,
-        UnsupportedMediaType,
-        InvalidInput,
-        Unavailable,
-    ),
-    204: {"description": "Stored (committed)"},
-}
-RESPONSES[400]["description"] = (
+RESPONSES = line_write_responses(
     "Bad lines refused while the good ones were stored; `detail` names their line numbers"
 )
 

@@ -15,14 +15,8 @@ from app.api.body import read_decoded
 from app.api.deps import InfluxWriteKey, SettingsDep, StoreDep
 from app.api.extra_labels import ExtraLabels
 from app.errors import (
-    BadRequest,
     Dialect,
-    PartialWrite,
-    PayloadTooLarge,
-    Unauthorized,
-    Unavailable,
-    UnsupportedMediaType,
-    responses_for,
+    line_write_responses,
     use_dialect,
 )
 from app.protocols.builder import SeriesBuilder
@@ -36,19 +30,7 @@ QUERY_BODY_BYTES = 1024 * 1024
 INFLUX_VERSION = "1.8.10"  # what clients are told they speak to (they check the major version)
 router = APIRouter(tags=["outside protocols"], dependencies=[Depends(use_dialect(Dialect.INFLUX))])
 write_router = APIRouter(dependencies=[InfluxWriteKey])
-RESPONSES: dict[int | str, dict[str, object]] = {
-    **responses_for(
-        BadRequest,
-        PartialWrite,
-        Unauthorized,
-        PayloadTooLarge,
-        UnsupportedMediaType,
-        InvalidInput,
-        Unavailable,
-    ),
-    204: {"description": "Stored (committed)"},
-}
-RESPONSES[400]["description"] = (
+RESPONSES = line_write_responses(
     "Bad lines refused while the good ones were stored: `error` says `partial write: unable to"
     " parse ...` and names their line numbers (what Telegraf reads)"
 )
