@@ -63,8 +63,11 @@ migrate: install
 run: install
 	$(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT)
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test file per process at a time so
+# that its module-wide servers and databases are set up once; TEST_WORKERS=0 runs it in this one.
+TEST_WORKERS ?= 2
 test: install-dev browser clients
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 check: install-dev
 	$(VENV)/bin/ruff format --check app tests bench scripts hatch_build.py
