@@ -34,7 +34,7 @@ import numpy as np
 import orjson
 from sqlalchemy.engine import make_url
 
-from bench import calibration, ceiling, promql, protocols, workers, workload
+from bench import calibration, ceiling, promql, protocols, storage, workers, workload
 from bench.server import Server, run_wrk
 from bench.workload import METRIC, Workload
 
@@ -338,9 +338,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the protocol ingestion figures (bench/protocols.py) and their parse cost",
     )
+    parser.add_argument(
+        "--storage",
+        choices=("yes", "no", "only"),
+        default="yes",
+        help="issue 13's storage targets beside VictoriaMetrics (bench/storage.py)",
+    )
+    parser.add_argument(
+        "--stream-samples",
+        type=int,
+        default=10_000_000,
+        help="samples of the streaming import whose peak RSS bench/storage.py reports (0: none)",
+    )
+    parser.add_argument("--repeats", type=int, default=20, help="reads per storage measurement")
     args = parser.parse_args(argv)
     if args.protocols_only:
         return protocols_only(args)
+    if args.storage == "only":
+        report = storage.run(args)
+        print(storage.table(report["ours"], report["victoria_metrics"], args.points))
+        return 0
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the single-sample test: apt-get install wrk")
     work = workload.build(args.series, args.points, args.seed, int(time.time() * 1000))
@@ -380,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     if counts:
         print(f"several workers on PostgreSQL: {counts} ...", flush=True)
         several = workers.measure(args.postgres_url, counts, work, args)
+    storage_report: dict[str, Any] = {}
+    if args.storage == "yes" and backends:
+        storage_report = storage.run(args)
     after = calibration.measure()
     if results:
         print(table(results))
@@ -387,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(protocols.table_rows(results, victoria_protocols)))
     if several:
         print(workers.table(several))
+    if storage_report:
+        print(
+            storage.table(storage_report["ours"], storage_report["victoria_metrics"], args.points)
+        )
     print(
         f"machine at the end: Python loop {after['python_loop_ms']:.0f} ms, "
         f"numpy sort {after['numpy_sort_ms']:.0f} ms"
@@ -405,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         "victoria_metrics_promql_ms": victoria,
         "victoria_metrics_protocols": victoria_protocols,
     }
-    path.write_text(json.dumps({"meta": meta, "results": results, "workers": several}, indent=2))
+    everything = {"meta": meta, "results": results, "workers": several, "storage": storage_report}
+    path.write_text(json.dumps(everything, indent=2))
     print(f"results written to {path.relative_to(ROOT)}")
     return 0
 
