@@ -284,9 +284,6 @@ class Store(AlertStore):
                 ids[i] = sid
         return ids, missing
 
-    def forget_partitions(self) -> None:
-        self.samples.forget_partitions()
-
     # -- catalogue ---------------------------------------------------------------------------
 
     async def metric_names(self, prefix: str | None = None) -> list[str]:
@@ -498,7 +495,7 @@ class Store(AlertStore):
         """Recompute the invalidated closed buckets of one resolution (caller holds job_lock)."""
         with self._noting_faults():
             async with self._write_lock, self.engines.writer.begin() as conn:
-                return await maintenance.materialize(conn, res, closed_before)
+                return await maintenance.materialize(conn, self.samples, res, closed_before)
 
     async def apply_retention(
         self, plan: RetentionPlan, closed: Mapping[str, int]
@@ -508,10 +505,8 @@ class Store(AlertStore):
         async with self._write_lock, self.engines.writer.begin() as conn:
             await dialect.exclusive_retention_lock(conn)
             for res in RESOLUTIONS:
-                await maintenance.materialize(conn, res, closed[res.name])
-            report = await maintenance.drop_expired(conn, plan)
-        if report.partitions:
-            self.forget_partitions()
+                await maintenance.materialize(conn, self.samples, res, closed[res.name])
+            report = await maintenance.drop_expired(conn, self.samples, plan)
         return report
 
     async def retention_overrides(self) -> dict[str, dict[str, int]]:

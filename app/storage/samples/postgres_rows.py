@@ -17,7 +17,8 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.storage import pg_copy
+from app.services.retention import RetentionPlan
+from app.storage import maintenance, pg_copy
 from app.storage.dialect import (
     COPY_MIN_ROWS,
     copy_new_rows,
@@ -25,8 +26,9 @@ from app.storage.dialect import (
     exclusive_retention_lock,
     share_retention_lock,
 )
+from app.storage.samples.partitions import DAY_MS, drop_partition, existing_partition_days
 from app.storage.samples.pg_small_writes import SmallWrites
-from app.storage.samples.protocol import Points
+from app.storage.samples.protocol import Points, RawDrop
 from app.storage.samples.row_sql import RowSql
 from app.storage.writes import Marks, Policies
 
@@ -196,6 +198,31 @@ class PostgresRows(RowSql):
 
     async def rows_written(self, conn: AsyncConnection, result: Any) -> int:
         return int(result.rowcount or 0)
+
+    # -- retention ------------------------------------------------------------------------------
+
+    async def drop_raw(self, conn: AsyncConnection, plan: RetentionPlan) -> RawDrop:
+        """Whole day partitions that every metric's policy lets go; overrides shorter than that
+        are row deletes within the remaining partitions (docs/rollups-and-retention.md). The
+        raw horizons move with them."""
+        cutoffs = plan.raw_cutoffs
+        floor = min(cutoffs.values())
+        rows = partitions = 0
+        for day in await existing_partition_days(conn):
+            if (day + 1) * DAY_MS <= floor:
+                rows += await drop_partition(conn, day)
+                partitions += 1
+                await maintenance.record_horizons(conn, {"*": (day + 1) * DAY_MS})
+        for metric in sorted(plan.overridden):
+            if cutoffs[metric] > floor:
+                of_metric = maintenance.series_of(metric)
+                result = await conn.execute(
+                    text(f"DELETE FROM samples WHERE ts < :cut AND series_id IN {of_metric}"),
+                    {"cut": cutoffs[metric]},
+                )
+                rows += int(result.rowcount or 0)
+                await maintenance.record_horizons(conn, {metric: cutoffs[metric]})
+        return RawDrop(rows, partitions)
 
     async def writer_read_only(self) -> bool | None:
         return await self._small_writes.ping()

@@ -29,8 +29,8 @@ from app.services.retention import HISTORY, RAW, RetentionPlan, metric_floors
 from app.services.rollup import Buckets, Resolution
 from app.storage import history, maintenance
 from app.storage.engine import Engines, asyncpg_dsn, postgres_connect_args
-from app.storage.partitions import Partitions
 from app.storage.samples import sqlite_thread
+from app.storage.samples.partitions import Partitions
 from app.storage.samples.postgres_rows import PostgresRows
 from app.storage.samples.protocol import (
     BucketRange,
@@ -275,11 +275,7 @@ class RowSampleStore:
     # -- retention ------------------------------------------------------------------------------
 
     async def drop_before(self, conn: AsyncConnection, plan: RetentionPlan) -> RawDrop:
-        rows, partitions = await maintenance._drop_raw(conn, plan)
-        if partitions:
+        dropped = await self.backend.drop_raw(conn, plan)
+        if dropped.partitions:
             self._partitions.forget()
-        return RawDrop(rows, partitions)
-
-    def forget_partitions(self) -> None:
-        """After partitions were dropped elsewhere: nothing is known to exist any more."""
-        self._partitions.forget()
+        return dropped

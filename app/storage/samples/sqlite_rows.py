@@ -19,9 +19,10 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.services.retention import RetentionPlan
 from app.storage import exact_values, maintenance
 from app.storage.dialect import driver_errors
-from app.storage.samples.protocol import Points
+from app.storage.samples.protocol import Points, RawDrop
 from app.storage.samples.row_sql import RowSql
 from app.storage.samples.sqlite_thread import SqliteThread
 from app.storage.writes import Marks, Policies
@@ -193,6 +194,16 @@ class SqliteRows(RowSql):
         """Rows the last INSERT wrote: SQLite's driver gives no rowcount for a statement that
         starts with WITH; changes() has it."""
         return int((await conn.execute(text("SELECT changes()"))).scalar_one())
+
+    # -- retention ------------------------------------------------------------------------------
+
+    async def drop_raw(self, conn: AsyncConnection, plan: RetentionPlan) -> RawDrop:
+        """Row deletes, per metric's own cut-off; each metric's raw horizon moves to it."""
+        rows = await maintenance.delete_by_metric(
+            conn, "samples", "ts", plan.raw_cutoffs, plan.overridden
+        )
+        await maintenance.record_horizons(conn, await maintenance.metric_cutoffs(conn, plan))
+        return RawDrop(rows, 0)
 
     async def writer_read_only(self) -> bool | None:
         return None
