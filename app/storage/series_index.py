@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TypeVarTuple
 
 import numpy as np
-from sqlalchemy import Select, func, literal, select, text
+from sqlalchemy import ColumnElement, Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.matchers import LABEL_NAME_RE, Matcher, matches_all
@@ -42,30 +42,25 @@ class TimeBounds:
     end_ms: int
 
 
-def _with_samples(query: Select[*_Ts], bounds: TimeBounds | None) -> Select[*_Ts]:
-    if bounds is None:
-        return query
-    s, x = schema.series.c, schema.samples.c
-    has_sample = (
-        select(literal(1))
-        .where(x.series_id == s.id, x.ts >= bounds.start_ms, x.ts <= bounds.end_ms)
-        .exists()
-    )
-    return query.where(has_sample)
+# A condition on `series.id`: the series has a sample in the time bounds of a query
+# (SampleStore.has_samples_in); None for no bounds.
+Within = ColumnElement[bool] | None
 
 
-async def metric_names(conn: AsyncConnection, bounds: TimeBounds | None = None) -> list[str]:
+def _with_samples(query: Select[*_Ts], within: Within) -> Select[*_Ts]:
+    return query if within is None else query.where(within)
+
+
+async def metric_names(conn: AsyncConnection, within: Within = None) -> list[str]:
     s = schema.series.c
-    query = select(s.metric_name).distinct()
-    if bounds is not None:
-        query = _with_samples(query, bounds)
+    query = _with_samples(select(s.metric_name).distinct(), within)
     return sorted((await conn.execute(query)).scalars())
 
 
 async def find_series(
-    conn: AsyncConnection, matchers: Sequence[Matcher], bounds: TimeBounds | None = None
+    conn: AsyncConnection, matchers: Sequence[Matcher], within: Within = None
 ) -> list[IndexedSeries]:
-    """Series matching every matcher, in id order."""
+    """Series matching every matcher (and `within`), in id order."""
     s = schema.series.c
     name_matchers = [m for m in matchers if m.name == NAME]
     base = select(s.id, s.metric_name, s.labels)
@@ -83,7 +78,7 @@ async def find_series(
         queries = [base]
     found = []
     for query in queries:
-        for sid, metric, labels in await conn.execute(_with_samples(query, bounds)):
+        for sid, metric, labels in await conn.execute(_with_samples(query, within)):
             series = IndexedSeries(sid, metric, labels)
             if matches_all(matchers, series.all_labels):
                 found.append(series)

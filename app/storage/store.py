@@ -420,7 +420,7 @@ class Store(AlertStore):
         order; with `bounds`, only those with a sample in that range."""
         try:
             async with self._deadline(), self.engines.reader.connect() as conn:
-                return await series_index.find_series(conn, matchers, bounds)
+                return await series_index.find_series(conn, matchers, self._within(bounds))
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
 
@@ -465,13 +465,19 @@ class Store(AlertStore):
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
 
+    def _within(self, bounds: TimeBounds | None) -> series_index.Within:
+        """Series with a sample in the bounds, as a condition on `series.id`."""
+        if bounds is None:
+            return None
+        return self.samples.has_samples_in(schema.series.c.id, bounds.start_ms, bounds.end_ms)
+
     async def label_names(self, bounds: TimeBounds | None = None) -> list[str]:
         """All label names (with `__name__`); with `bounds`, of series with samples there."""
         async with self.engines.reader.connect() as conn:
             if bounds is None:
                 return await series_index.label_names(conn)
             names = {series_index.NAME}
-            found = await series_index.find_series(conn, [], bounds)
+            found = await series_index.find_series(conn, [], self._within(bounds))
             for series in found:
                 names.update(series.labels)
             return sorted(names) if found else []
@@ -482,8 +488,8 @@ class Store(AlertStore):
             if bounds is None:
                 return await series_index.label_values(conn, name)
             if name == series_index.NAME:
-                return await series_index.metric_names(conn, bounds)
-            found = await series_index.find_series(conn, [], bounds)
+                return await series_index.metric_names(conn, self._within(bounds))
+            found = await series_index.find_series(conn, [], self._within(bounds))
             return sorted({s.labels[name] for s in found if name in s.labels})
 
     # -- jobs --------------------------------------------------------------------------------

@@ -23,13 +23,14 @@ from conftest import sql_rows, test_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rollup_oracle import brute_force_buckets
+from sqlalchemy import select
 
 from app.config import Settings
 from app.matchers import canonical_labels
 from app.model import SampleBatch
 from app.services.retention import RetentionPlan, retention_defaults
 from app.services.rollup import RESOLUTIONS, Buckets, Resolution
-from app.storage import series
+from app.storage import schema, series
 from app.storage.engine import Engines, make_engines
 from app.storage.samples.protocol import BucketRange, MarkedBuckets, SampleStore
 from app.storage.samples.rows import RowSampleStore
@@ -220,6 +221,25 @@ def test_has_nan_ignores_stale_markers(database_url: str, implementation: Opener
                 assert not await subject.store.has_nan(conn, [ids["a"]], T0, T0 + 59_999)
                 assert await subject.store.has_nan(conn, [ids["a"]], T0, T0 + 60_000)
                 assert not await subject.store.has_nan(conn, [], T0, T0 + DAY)
+
+    run(go())
+
+
+def test_has_samples_in_selects_series_by_time(database_url: str, implementation: Opener) -> None:
+    async def go() -> None:
+        async with opened(database_url, implementation) as subject:
+            _, ids = await subject.write("bounds", [("a", T0, 1.0), ("b", T0 + HOUR, math.nan)])
+            column = schema.series.c.id
+
+            async def within(lo: int, hi: int) -> list[int]:
+                query = select(column).where(subject.store.has_samples_in(column, lo, hi))
+                async with subject.engines.reader.connect() as conn:
+                    return sorted((await conn.execute(query)).scalars())
+
+            assert await within(T0, T0 + HOUR) == sorted(ids.values())
+            assert await within(T0, T0) == [ids["a"]]
+            assert await within(T0 + 1, T0 + HOUR) == [ids["b"]]  # NaN is a sample too
+            assert await within(T0 + 1, T0 + HOUR - 1) == []
 
     run(go())
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.model import SampleBatch
@@ -133,6 +134,13 @@ class SampleStore(Protocol):
         without any sample keeps its row: merged history). Returns the rows written. With
         `selected`, the number of pairs selected, the delete is skipped when as many rows were
         written (the usual run)."""
+        ...
+
+    def has_samples_in(
+        self, series_id: ColumnElement[int], start_ms: int, end_ms: int
+    ) -> ColumnElement[bool]:
+        """An SQL condition on a series id column: the series has a sample in [start, end]
+        (the time bounds of the Prometheus series and label APIs)."""
         ...
 
     async def hours_with_samples(

@@ -20,14 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
 from app.model import SampleBatch
 from app.services.retention import HISTORY, RAW, RetentionPlan, metric_floors
 from app.services.rollup import Buckets, Resolution
-from app.storage import history, maintenance
+from app.storage import history, maintenance, schema
 from app.storage.engine import Engines, asyncpg_dsn, postgres_connect_args
 from app.storage.samples import sqlite_thread
 from app.storage.samples.partitions import Partitions
@@ -266,6 +266,16 @@ class RowSampleStore:
         if selected is None or written < selected:  # else every selected bucket has a row
             await conn.execute(text(self.backend.emptied_buckets(selection, table, res.ms)))
         return written
+
+    def has_samples_in(
+        self, series_id: ColumnElement[int], start_ms: int, end_ms: int
+    ) -> ColumnElement[bool]:
+        x = schema.samples.c
+        return (
+            select(literal(1))
+            .where(x.series_id == series_id, x.ts >= start_ms, x.ts <= end_ms)
+            .exists()
+        )
 
     async def hours_with_samples(
         self, conn: AsyncConnection, sids: np.ndarray, hours: np.ndarray
