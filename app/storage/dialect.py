@@ -54,9 +54,8 @@ DRIVER_UNREACHABLE = (
 
 
 async def _driver(conn: AsyncConnection) -> Any:
-    """The driver's connection under `conn`: asyncpg's, or aiosqlite's (whose `_execute`, run a
-    function on the connection's thread, is a private API of the pinned version, exercised by
-    every write test)."""
+    """asyncpg's connection under `conn` (PostgreSQL only here: aiosqlite's is reached through
+    app.storage.samples.sqlite_thread alone)."""
     return (await conn.get_raw_connection()).driver_connection
 
 

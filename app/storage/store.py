@@ -1,11 +1,14 @@
-"""The store: the narrow interface the HTTP layer and the jobs use. Writes live here (what they
-store is decided in `writes.py`, history placed by `history.py`); reads in `reads.py`, rollup
-and retention work in `maintenance.py`.
+"""The store: the narrow interface the HTTP layer and the jobs use. It owns the series registry
+and its limits (`series.py`, with an id cache), the catalogue, rollup state, retention
+overrides and job records; every raw sample goes through its sample store (`self.samples`,
+app.storage.samples: the protocol and the row tables). Reads live in `reads.py` and
+`series_index.py`, rollup and retention work in `maintenance.py`.
 
-A write is one transaction: read the retention floors of its metrics, create any new series
-(under the cardinality limits), upsert the samples at or after their metric's raw floor (last
-write wins) and mark the rollup buckets they touch for recomputation, and place older samples
-(history) into the rollups exactly. The caller is answered only after commit.
+A write is one transaction of the sample store's (app.storage.samples.rows): read the retention
+floors of its metrics, create any new series (this store's resolver, under the cardinality
+limits), upsert the samples at or after their metric's raw floor (last write wins) and mark the
+rollup buckets they touch for recomputation, and place older samples (history) into the rollups
+exactly. The caller is answered only after commit.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ One write transaction, travelling one of two roads chosen by the backend when th
 known series (every id in the store's cache, no history) go by the backend's short road (SQLite:
 the whole transaction as one call on aiosqlite's thread; PostgreSQL below 1,000 rows: the
 connection kept for small writes); anything else by the general road through the writer engine,
-where series are resolved and history placed (app.storage.history). Both make the same
+where series are resolved and history placed (app.storage.samples.history). Both make the same
 decision (`_plan`: floors and kinds; `Rows.of`: the rows, de-duplicated; `_raw`: the raw rows,
 their marks and the partitions they need) in the same order of statements. A batch found
 to hold history on a road that cannot place it is redone on the general road holding the
@@ -27,9 +27,9 @@ from app.config import Settings
 from app.model import SampleBatch
 from app.services.retention import HISTORY, RAW, RetentionPlan, metric_floors
 from app.services.rollup import Buckets, Resolution
-from app.storage import history, maintenance, schema
+from app.storage import maintenance, schema
 from app.storage.engine import Engines, asyncpg_dsn, postgres_connect_args
-from app.storage.samples import sqlite_thread
+from app.storage.samples import history, sqlite_thread
 from app.storage.samples.partitions import Partitions
 from app.storage.samples.postgres_rows import PostgresRows
 from app.storage.samples.protocol import (
@@ -182,8 +182,8 @@ class RowSampleStore:
     async def _write_rows(
         self, conn: AsyncConnection, batch: SampleBatch, rows: Rows, plan: WritePlan
     ) -> None:
-        """Raw rows with their marks; history placed (app.storage.history) and its metrics' raw
-        horizons moved to the floor it was placed behind."""
+        """Raw rows with their marks; history placed (app.storage.samples.history) and its
+        metrics' raw horizons moved to the floor it was placed behind."""
         to_raw = rows.kinds == RAW
         placement = None
         if plan.has_history:
