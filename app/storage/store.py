@@ -57,7 +57,7 @@ from app.storage.engine import (
     sqlite_path,
 )
 from app.storage.reads import RollupData, SeriesData, SeriesRef
-from app.storage.samples.protocol import no_points
+from app.storage.samples.protocol import SampleStore, no_points
 from app.storage.samples.rows import RowSampleStore
 from app.storage.series_index import IndexedSeries, RollupWindows, TimeBounds
 from app.storage.writes import (
@@ -176,7 +176,7 @@ class Store(AlertStore):
         self._write_lock = asyncio.Lock()
         self._write_fault: faults.Fault | None = None
         # Raw-sample I/O (app.storage.samples); `lambda`: tests set `clock` after opening.
-        self.samples = RowSampleStore(
+        self.samples: SampleStore = RowSampleStore(
             settings, engines, lambda: self.clock(), self._defaults, self._grace_ms
         )
 
