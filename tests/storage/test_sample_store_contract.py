@@ -397,6 +397,35 @@ def test_drop_before_cut_off(database_url: str, implementation: Opener) -> None:
     run(go())
 
 
+def test_drop_before_per_metric_cut_offs(database_url: str, implementation: Opener) -> None:
+    """A metric with its own, later cut-off loses more than the others (PostgreSQL: whole day
+    partitions up to the earliest cut-off, row deletes after it)."""
+
+    async def go() -> None:
+        async with opened(database_url, implementation) as subject:
+            days = range(4)
+            _, short = await subject.write(
+                "short", [(h, T0 + d * DAY + 5 * HOUR, 1.0) for d in days for h in "ab"]
+            )
+            _, other = await subject.write(
+                "other", [("c", T0 + d * DAY + 5 * HOUR, 2.0) for d in days]
+            )
+            plan = RetentionPlan(
+                raw_cutoffs={"*": T0 + DAY + HOUR, "short": T0 + 2 * DAY + HOUR},
+                rollup_cutoffs={res.name: {"*": 0, "short": 0} for res in RESOLUTIONS},
+                overridden=frozenset({"short"}),
+            )
+            async with subject.engines.writer.begin() as conn:
+                dropped = await subject.store.drop_before(conn, plan)
+            assert dropped.rows == 5
+            kept = await subject.read(sorted(short.values()), 0, T0 + 10 * DAY)
+            assert sorted(set(kept[1].tolist())) == [T0 + d * DAY + 5 * HOUR for d in (2, 3)]
+            kept = await subject.read([other["c"]], 0, T0 + 10 * DAY)
+            assert kept[1].tolist() == [T0 + d * DAY + 5 * HOUR for d in (1, 2, 3)]
+
+    run(go())
+
+
 def test_empty_selections(database_url: str, implementation: Opener) -> None:
     async def go() -> None:
         async with opened(database_url, implementation) as subject:
