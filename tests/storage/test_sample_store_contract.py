@@ -34,7 +34,7 @@ from app.storage import schema, series
 from app.storage.engine import Engines, make_engines
 from app.storage.samples.protocol import BucketRange, MarkedBuckets, SampleStore
 from app.storage.samples.rows import RowSampleStore
-from app.storage.writes import AppendResult, CardinalityExceeded
+from app.storage.writes import AppendResult, CardinalityExceeded, HistoryConflict
 from app.timeutil import to_ms
 from app.validation import series_key
 
@@ -209,6 +209,45 @@ def test_out_of_order_writes_read_back_in_order(database_url: str, implementatio
             assert sids.tolist() == [first] * 10 and ts.tolist() == sorted(stamps)[:10]
 
     run(go())
+
+
+def test_horizon_rules_raw_history_beyond_and_refusal(
+    database_url: str, implementation: Opener
+) -> None:
+    """Issue 12's rules (docs/rollups-and-retention.md#writes-older-than-raw-retention): at or
+    after the raw floor raw, older but retained merged into the rollups only (the horizon moves
+    to the floor), older than every retention left out; history into a bucket that holds data
+    refuses the whole write."""
+    now = T0 + 10 * DAY
+
+    async def go() -> None:
+        async with opened(database_url, implementation) as subject:
+            async with subject.engines.writer.begin() as conn:
+                await conn.exec_driver_sql(
+                    "INSERT INTO retention_overrides (metric_name, raw_ms, r1m_ms, r5m_ms,"
+                    f" r1h_ms, updated_ms) VALUES ('rules', {2 * DAY}, {5 * DAY}, {5 * DAY},"
+                    f" {5 * DAY}, 0)"
+                )
+            points = [("a", T0 + 9 * DAY, 1.0), ("a", T0 + 6 * DAY, 2.0), ("a", T0 + DAY, 3.0)]
+            result, ids = await subject.write("rules", points)
+            assert (result.raw, result.rollups_only, result.beyond_retention) == (1, 1, 1)
+            _, ts, _ = await subject.read([ids["a"]], 0, now)
+            assert ts.tolist() == [T0 + 9 * DAY]
+            with pytest.raises(HistoryConflict) as refused:
+                await subject.write(
+                    "rules", [("a", T0 + 9 * DAY + 1, 4.0), ("a", T0 + 6 * DAY + 1, 5.0)]
+                )
+            assert (refused.value.position, refused.value.resolution) == (1, "1m")
+            _, ts, _ = await subject.read([ids["a"]], 0, now)
+            assert ts.tolist() == [T0 + 9 * DAY]  # nothing of the refused write
+
+    run(go())
+    rows = sql_rows(database_url, "SELECT bucket, count, sum FROM rollup_1m")
+    assert rows == [(T0 + 6 * DAY, 1, 2.0)]
+    horizons = sql_rows(
+        database_url, "SELECT dropped_before FROM raw_horizon WHERE metric_name = 'rules'"
+    )
+    assert horizons == [(T0 + 8 * DAY,)]
 
 
 def test_has_nan_ignores_stale_markers(database_url: str, implementation: Opener) -> None:
