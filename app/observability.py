@@ -32,8 +32,6 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import QueuePool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import ReadKey
@@ -303,18 +301,10 @@ class Metrics:
                 gauge.labels(job).set(value * scale)
 
     def _refresh_pools(self, store: Store) -> None:
-        engines = store.engines
-        pools: list[tuple[str, AsyncEngine]] = (
-            [("main", engines.writer)]
-            if engines.writer is engines.reader
-            else [("writer", engines.writer), ("reader", engines.reader)]
-        )
-        for name, engine in pools:
-            pool = engine.sync_engine.pool
-            if isinstance(pool, QueuePool):
-                self.pool_size.labels(name).set(pool.size())
-                self.pool_checked_out.labels(name).set(pool.checkedout())
-                self.pool_overflow.labels(name).set(max(pool.overflow(), 0))
+        for pool in store.pool_figures():
+            self.pool_size.labels(pool.name).set(pool.size)
+            self.pool_checked_out.labels(pool.name).set(pool.checked_out)
+            self.pool_overflow.labels(pool.name).set(pool.overflow)
 
 
 async def _read_db(store: Store) -> tuple[int, dict[str, dict[str, object]]]:

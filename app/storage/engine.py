@@ -19,6 +19,7 @@ import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 
 from app.config import Settings
 
@@ -42,11 +43,38 @@ def sqlite_path(database_url: str) -> Path | None:
     return Path(url.database)
 
 
+@dataclass(frozen=True)
+class PoolFigures:
+    """One connection pool as /metrics reports it: `name` is "main" (one pool for reads and
+    writes), "writer" or "reader"."""
+
+    name: str
+    size: int
+    checked_out: int
+    overflow: int
+
+
 @dataclass
 class Engines:
     backend: str
     reader: AsyncEngine
     writer: AsyncEngine
+
+    def pool_figures(self) -> list[PoolFigures]:
+        """The figures of the pools that keep a bounded number of connections (QueuePool)."""
+        pools = (
+            [("main", self.writer)]
+            if self.writer is self.reader
+            else [("writer", self.writer), ("reader", self.reader)]
+        )
+        figures = []
+        for name, engine in pools:
+            pool = engine.sync_engine.pool
+            if isinstance(pool, QueuePool):
+                figures.append(
+                    PoolFigures(name, pool.size(), pool.checkedout(), max(pool.overflow(), 0))
+                )
+        return figures
 
     async def dispose(self) -> None:
         await self.reader.dispose()

@@ -17,56 +17,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.services.retention import RetentionPlan
 from app.services.rollup import Resolution
 from app.storage import dialect, schema
-from app.storage.reads import bucket_rows_sql
+from app.storage.samples.protocol import MarkedBuckets, SampleStore
 from app.storage.writes import Policies, policy_sql
 
-ROLLUP_COLUMNS = "series_id, bucket, count, sum, min, max, sumsq, last, last_ts"
-UPSERT_SET = ", ".join(
-    f"{c} = excluded.{c}" for c in ("count", "sum", "min", "max", "sumsq", "last", "last_ts")
-)
 
-
-async def materialize(conn: AsyncConnection, res: Resolution, closed_before: int) -> int:
+async def materialize(
+    conn: AsyncConnection, samples: SampleStore, res: Resolution, closed_before: int
+) -> int:
     """Recompute every invalidated bucket of `res` that starts before `closed_before` from raw.
 
     Returns how many buckets were written. Must run in a transaction holding the job lock.
     """
     claimed = await dialect.claim_dirty(conn, res.name, closed_before)
     if claimed:
-        source, where = dialect.buckets_join(conn, "claimed", res.ms)
-        into = f"INSERT INTO rollup_{res.name} ({ROLLUP_COLUMNS}) "
-        statement = bucket_rows_sql(conn, source, "claimed.bucket", res.ms, where, into)
-        written = await dialect.rows_written(
-            conn,
-            await conn.execute(
-                text(statement + f" ON CONFLICT (series_id, bucket) DO UPDATE SET {UPSERT_SET}")
-            ),
-        )
-        if written < claimed:
-            await _drop_emptied(conn, res)
+        await samples.store_aggregates(conn, MarkedBuckets("claimed"), res, selected=claimed)
     await _advance_state(conn, res, closed_before)
     return claimed
-
-
-async def _drop_emptied(conn: AsyncConnection, res: Resolution) -> None:
-    """Delete the stored rows of claimed buckets whose samples are all NaN now (overwritten):
-    they aggregate to nothing. A claimed bucket without any sample keeps its row: it may hold
-    history merged without raw samples, which is never recomputed into nothing. Only run when
-    the recomputation wrote fewer rows than it claimed, so the usual run pays nothing."""
-
-    def samples_in(extra: str) -> str:
-        return (
-            "SELECT 1 FROM samples s WHERE s.series_id = c.series_id AND s.ts >= c.bucket"
-            f" AND s.ts < c.bucket + {res.ms}{extra}"
-        )
-
-    await conn.execute(
-        text(
-            f"DELETE FROM rollup_{res.name} WHERE (series_id, bucket) IN (SELECT c.series_id,"
-            f" c.bucket FROM claimed c WHERE EXISTS ({samples_in('')}) AND NOT EXISTS"
-            f" ({samples_in(' AND ' + dialect.counted(conn))}))"
-        )
-    )
 
 
 async def _advance_state(conn: AsyncConnection, res: Resolution, closed_before: int) -> None:
@@ -102,22 +68,24 @@ class DropReport:
     partitions: int = 0
 
 
-def _series_of(metric: str) -> str:
+def series_of(metric: str) -> str:
     return f"(SELECT id FROM series WHERE metric_name = '{metric}')"
 
 
-async def drop_expired(conn: AsyncConnection, plan: RetentionPlan) -> DropReport:
+async def drop_expired(
+    conn: AsyncConnection, samples: SampleStore, plan: RetentionPlan
+) -> DropReport:
     """Delete what the plan says has expired. Rollups must be current for the raw being dropped."""
-    raw_rows, partitions = await _drop_raw(conn, plan)
+    raw = await samples.drop_before(conn, plan)
     rollup_rows = 0
     for res_name, cutoffs in plan.rollup_cutoffs.items():
-        rollup_rows += await _delete_by_metric(
+        rollup_rows += await delete_by_metric(
             conn, f"rollup_{res_name}", "bucket", cutoffs, plan.overridden
         )
-    return DropReport(raw_rows, rollup_rows, partitions)
+    return DropReport(raw.rows, rollup_rows, raw.partitions)
 
 
-async def _delete_by_metric(
+async def delete_by_metric(
     conn: AsyncConnection,
     table: str,
     column: str,
@@ -139,42 +107,14 @@ async def _delete_by_metric(
     removed += int(result.rowcount or 0)
     for metric in sorted(overridden):
         result = await conn.execute(
-            text(
-                f"DELETE FROM {table} WHERE {column} < :cut AND series_id IN {_series_of(metric)}"
-            ),
+            text(f"DELETE FROM {table} WHERE {column} < :cut AND series_id IN {series_of(metric)}"),
             {"cut": cutoffs[metric]},
         )
         removed += int(result.rowcount or 0)
     return removed
 
 
-async def _drop_raw(conn: AsyncConnection, plan: RetentionPlan) -> tuple[int, int]:
-    cutoffs = plan.raw_cutoffs
-    if not dialect.is_postgres(conn):
-        rows = await _delete_by_metric(conn, "samples", "ts", cutoffs, plan.overridden)
-        await record_horizons(conn, await _metric_cutoffs(conn, plan))
-        return rows, 0
-    # PostgreSQL: whole day partitions that every metric's policy lets go; overrides shorter than
-    # that are row deletes within the remaining partitions (docs/rollups-and-retention.md).
-    floor = min(cutoffs.values())
-    rows = partitions = 0
-    for day in await dialect.existing_partition_days(conn):
-        if (day + 1) * dialect.DAY_MS <= floor:
-            rows += await dialect.drop_partition(conn, day)
-            partitions += 1
-            await record_horizons(conn, {"*": (day + 1) * dialect.DAY_MS})
-    for metric in sorted(plan.overridden):
-        if cutoffs[metric] > floor:
-            result = await conn.execute(
-                text(f"DELETE FROM samples WHERE ts < :cut AND series_id IN {_series_of(metric)}"),
-                {"cut": cutoffs[metric]},
-            )
-            rows += int(result.rowcount or 0)
-            await record_horizons(conn, {metric: cutoffs[metric]})
-    return rows, partitions
-
-
-async def _metric_cutoffs(conn: AsyncConnection, plan: RetentionPlan) -> dict[str, int]:
+async def metric_cutoffs(conn: AsyncConnection, plan: RetentionPlan) -> dict[str, int]:
     names = (await conn.execute(select(schema.series.c.metric_name).distinct())).scalars()
     return {name: plan.raw_cutoff(name) for name in names}
 

@@ -1,6 +1,7 @@
 """Series lookups across metrics for the Prometheus query API: series by label matchers (the
 metric name as `__name__`, by equality or regex), optionally only those with a sample in a time
-range; label names and values. Samples themselves are read with `dialect.fetch_points`.
+range; label names and values. Samples themselves are read through the sample store
+(app.storage.samples).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from dataclasses import dataclass
 from typing import TypeVarTuple
 
 import numpy as np
-from sqlalchemy import Select, func, literal, select, text
+from sqlalchemy import ColumnElement, Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.matchers import LABEL_NAME_RE, Matcher, matches_all
-from app.storage import dialect, exact_values, schema
+from app.storage import dialect, schema
 from app.storage.reads import RollupData, SeriesRef
 
 NAME = "__name__"
@@ -41,30 +42,25 @@ class TimeBounds:
     end_ms: int
 
 
-def _with_samples(query: Select[*_Ts], bounds: TimeBounds | None) -> Select[*_Ts]:
-    if bounds is None:
-        return query
-    s, x = schema.series.c, schema.samples.c
-    has_sample = (
-        select(literal(1))
-        .where(x.series_id == s.id, x.ts >= bounds.start_ms, x.ts <= bounds.end_ms)
-        .exists()
-    )
-    return query.where(has_sample)
+# A condition on `series.id`: the series has a sample in the time bounds of a query
+# (SampleStore.has_samples_in); None for no bounds.
+Within = ColumnElement[bool] | None
 
 
-async def metric_names(conn: AsyncConnection, bounds: TimeBounds | None = None) -> list[str]:
+def _with_samples(query: Select[*_Ts], within: Within) -> Select[*_Ts]:
+    return query if within is None else query.where(within)
+
+
+async def metric_names(conn: AsyncConnection, within: Within = None) -> list[str]:
     s = schema.series.c
-    query = select(s.metric_name).distinct()
-    if bounds is not None:
-        query = _with_samples(query, bounds)
+    query = _with_samples(select(s.metric_name).distinct(), within)
     return sorted((await conn.execute(query)).scalars())
 
 
 async def find_series(
-    conn: AsyncConnection, matchers: Sequence[Matcher], bounds: TimeBounds | None = None
+    conn: AsyncConnection, matchers: Sequence[Matcher], within: Within = None
 ) -> list[IndexedSeries]:
-    """Series matching every matcher, in id order."""
+    """Series matching every matcher (and `within`), in id order."""
     s = schema.series.c
     name_matchers = [m for m in matchers if m.name == NAME]
     base = select(s.id, s.metric_name, s.labels)
@@ -82,7 +78,7 @@ async def find_series(
         queries = [base]
     found = []
     for query in queries:
-        for sid, metric, labels in await conn.execute(_with_samples(query, bounds)):
+        for sid, metric, labels in await conn.execute(_with_samples(query, within)):
             series = IndexedSeries(sid, metric, labels)
             if matches_all(matchers, series.all_labels):
                 found.append(series)
@@ -112,82 +108,6 @@ async def label_values(conn: AsyncConnection, name: str) -> list[str]:
     column = schema.series.c.labels[name].as_string()
     query = select(column).distinct().where(column.is_not(None))
     return sorted(str(v) for v in (await conn.execute(query)).scalars())
-
-
-STALE_BITS = 0x7FF0000000000002  # the stale marker's bits (positive as a signed integer)
-ID_CHUNK = 1000
-STAMP_CHUNK = 1000
-
-
-def _id_list(ids: Sequence[int]) -> str:
-    return ",".join(str(int(i)) for i in ids)
-
-
-async def has_nan(conn: AsyncConnection, ids: Sequence[int], start_ms: int, end_ms: int) -> bool:
-    """Whether any of these series has a NaN other than a stale marker in [start, end]: such
-    samples are in PromQL's windows but not in the rollups. SQLite finds them through the
-    partial index of values kept apart (app.storage.exact_values); PostgreSQL scans the range."""
-    for first in range(0, len(ids), ID_CHUNK):
-        where = (
-            f"series_id IN ({_id_list(ids[first : first + ID_CHUNK])})"
-            f" AND ts >= {int(start_ms)} AND ts <= {int(end_ms)}"
-        )
-        if dialect.is_postgres(conn):
-            sql = (
-                f"SELECT 1 FROM samples WHERE {where} AND value = 'NaN'::float8"
-                " AND float8send(value) <> '\\x7ff0000000000002'::bytea LIMIT 1"
-            )
-        else:
-            sql = (
-                f"SELECT 1 FROM samples INDEXED BY ix_samples_bits WHERE bits IS NOT NULL"
-                f" AND {where} AND bits NOT IN ({exact_values.NEG_ZERO_BITS}, {STALE_BITS})"
-                " LIMIT 1"
-            )
-        if (await conn.execute(text(sql))).first() is not None:
-            return True
-    return False
-
-
-async def samples_at(
-    conn: AsyncConnection, ids: Sequence[int], stamps: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(series_id, ts, value) of the samples of these series at exactly these timestamps, by
-    series and time, exact values (SQLite's kept-apart bits put back, as raw reads do)."""
-    parts = []
-    for first in range(0, len(ids), ID_CHUNK):
-        for start in range(0, len(stamps), STAMP_CHUNK):
-            where = (
-                f"series_id IN ({_id_list(ids[first : first + ID_CHUNK])})"
-                f" AND ts IN ({_id_list(stamps[start : start + STAMP_CHUNK])})"
-            )
-            rows = await dialect.fetch_small(
-                conn, f"SELECT series_id, ts, value FROM samples WHERE {where}"
-            )
-            table = np.array(rows, dtype=np.float64).reshape(-1, 3)
-            if not dialect.is_postgres(conn) and table.size:
-                apart = await dialect.fetch_small(
-                    conn,
-                    "SELECT series_id, ts, bits FROM samples INDEXED BY ix_samples_bits"
-                    f" WHERE bits IS NOT NULL AND {where}",
-                )
-                order = np.lexsort((table[:, 1], table[:, 0]))
-                table = table[order]
-                values = table[:, 2].copy()
-                sids, ts = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
-                exact_values.put_back(sids, ts, values, apart)
-                table[:, 2] = values
-            parts.append(table)
-    table = np.concatenate(parts) if parts else np.empty((0, 3))
-    if not table.size:
-        return no_samples()
-    order = np.lexsort((table[:, 1], table[:, 0]))
-    table = table[order]
-    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2].copy()
-
-
-def no_samples() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    empty = np.empty(0, dtype=np.int64)
-    return empty, empty, np.empty(0)
 
 
 @dataclass

@@ -1,11 +1,14 @@
-"""The store: the narrow interface the HTTP layer and the jobs use. Writes live here (what they
-store is decided in `writes.py`, history placed by `history.py`); reads in `reads.py`, rollup
-and retention work in `maintenance.py`.
+"""The store: the narrow interface the HTTP layer and the jobs use. It owns the series registry
+and its limits (`series.py`, with an id cache), the catalogue, rollup state, retention
+overrides and job records; every raw sample goes through its sample store (`self.samples`,
+app.storage.samples: the protocol and the row tables). Reads live in `reads.py` and
+`series_index.py`, rollup and retention work in `maintenance.py`.
 
-A write is one transaction: read the retention floors of its metrics, create any new series
-(under the cardinality limits), upsert the samples at or after their metric's raw floor (last
-write wins) and mark the rollup buckets they touch for recomputation, and place older samples
-(history) into the rollups exactly. The caller is answered only after commit.
+A write is one transaction of the sample store's (app.storage.samples.rows): read the retention
+floors of its metrics, create any new series (this store's resolver, under the cardinality
+limits), upsert the samples at or after their metric's raw floor (last write wins) and mark the
+rollup buckets they touch for recomputation, and place older samples (history) into the rollups
+exactly. The caller is answered only after commit.
 """
 
 from __future__ import annotations
@@ -13,14 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select, text
@@ -32,18 +33,14 @@ from app.config import Settings
 from app.matchers import Matcher
 from app.model import MetricMetadata, SampleBatch, SeriesKey
 from app.services.retention import (
-    HISTORY,
-    RAW,
     Floors,
     RetentionPlan,
-    metric_floors,
     retention_defaults,
 )
 from app.services.rollup import RESOLUTIONS, Resolution
 from app.storage import (
     dialect,
     faults,
-    history,
     locks,
     maintenance,
     metadata,
@@ -55,26 +52,18 @@ from app.storage import (
 from app.storage.alert_store import AlertStore
 from app.storage.engine import (
     Engines,
-    asyncpg_dsn,
+    PoolFigures,
     make_engines,
-    postgres_connect_args,
     sqlite_path,
 )
-from app.storage.partitions import Partitions
-from app.storage.pg_small_writes import SmallWrites
 from app.storage.reads import RollupData, SeriesData, SeriesRef
+from app.storage.samples.protocol import SampleStore, no_points
+from app.storage.samples.rows import RowSampleStore
 from app.storage.series_index import IndexedSeries, RollupWindows, TimeBounds
 from app.storage.writes import (
     AppendResult,
     CardinalityExceeded,
     HistoryConflict,
-    NeedsExclusive,
-    NeedsPartitions,
-    Policies,
-    Rows,
-    WritePlan,
-    metrics_of,
-    plan_write,
     policy_names,
 )
 from app.timeutil import now_ms, to_ms
@@ -152,7 +141,6 @@ def sqlite_disk(path: Path) -> tuple[bool, int]:
 
 # The name of HistoryConflict before issue #12, for callers not renamed yet.
 BeforeHorizon = HistoryConflict
-WRITE_ATTEMPTS = 4
 
 
 @dataclass
@@ -185,23 +173,11 @@ class Store(AlertStore):
         self._grace_ms = to_ms(settings.rollup_grace)
         self._series_ids: dict[tuple[str, str], int] = {}
         self._metadata_written: dict[tuple[str, str], int] = {}  # (metric, fingerprint) -> ms
-        self._partitions = Partitions(
-            self.backend == "postgresql",
-            lambda: metric_floors(self.clock(), self._defaults, None, None, self._grace_ms).raw,
-        )
         self._write_lock = asyncio.Lock()
         self._write_fault: faults.Fault | None = None
-        self._small_writes = (
-            SmallWrites(
-                asyncpg_dsn(settings.database_url),
-                postgres_connect_args(
-                    settings,
-                    name="metrics-service-ingest",
-                    read_timeout=settings.db_write_timeout.total_seconds(),
-                ),
-            )
-            if self.backend == "postgresql"
-            else None
+        # Raw-sample I/O (app.storage.samples); `lambda`: tests set `clock` after opening.
+        self.samples: SampleStore = RowSampleStore(
+            settings, engines, lambda: self.clock(), self._defaults, self._grace_ms
         )
 
     @classmethod
@@ -210,9 +186,12 @@ class Store(AlertStore):
         return cls(settings, make_engines(settings))
 
     async def close(self) -> None:
-        if self._small_writes is not None:
-            await self._small_writes.close()
+        await self.samples.close()
         await self.engines.dispose()
+
+    def pool_figures(self) -> list[PoolFigures]:
+        """Size, checked-out and overflow connections of each pool, for /metrics."""
+        return self.engines.pool_figures()
 
     async def ping(self) -> float:
         """Round trip to the database in milliseconds."""
@@ -228,8 +207,9 @@ class Store(AlertStore):
         (disk full, read-only) unless a write has succeeded since."""
         started = time.perf_counter()
         state = WritePath(latency_ms=0.0, last_fault=self._write_fault)
-        if self._small_writes is not None:
-            state.read_only = await self._small_writes.ping()
+        read_only = await self.samples.writer_read_only()
+        if read_only is not None:
+            state.read_only = read_only
         else:
             path = sqlite_path(self.settings.database_url)
             if path is not None:
@@ -261,17 +241,24 @@ class Store(AlertStore):
         HistoryConflict, and nothing is written."""
         if len(batch) == 0:
             return AppendResult()
+
+        async def resolve(
+            conn: AsyncConnection, ids: np.ndarray, missing: list[int]
+        ) -> dict[int, CardinalityExceeded]:
+            return await series.resolve_for_write(
+                conn, batch.keys, ids, missing, all_or_nothing, self.settings
+            )
+
         async with self._write_lock, self._write_deadline():
             with self._noting_faults():
-                alone = False
-                for _ in range(WRITE_ATTEMPTS):
-                    try:
-                        return await self._append_once(batch, all_or_nothing, alone)
-                    except NeedsExclusive:
-                        alone = True
-                    except NeedsPartitions as missing:
-                        await self._partitions.create(self.engines.writer, missing.days)
-                raise RuntimeError("the write kept finding day partitions missing; retry it")
+                ids, missing = self._cached_ids(batch.keys)
+                result = await self.samples.append(batch, ids, missing, resolve)
+        # Only after commit: ids of series created in a rolled-back transaction must not be cached.
+        for i in missing:
+            if ids[i] >= 0:
+                key = batch.keys[i]
+                self._series_ids[(key.metric, key.fingerprint)] = int(ids[i])
+        return result
 
     @contextlib.asynccontextmanager
     async def _write_deadline(self) -> AsyncIterator[None]:
@@ -288,107 +275,6 @@ class Store(AlertStore):
         except TimeoutError:
             raise WriteTimeout(self.settings.db_write_timeout) from None
 
-    async def _append_once(
-        self, batch: SampleBatch, all_or_nothing: bool, alone: bool
-    ) -> AppendResult:
-        ids, missing = self._cached_ids(batch.keys)
-        await self._partitions.ensure(self.engines.writer, batch)
-        if not missing and not alone:
-            if self.backend == "sqlite":
-                return await self._append_known_sqlite(batch, ids)
-            if len(batch) < dialect.COPY_MIN_ROWS:
-                return await self._append_known_postgres(batch, ids)
-        async with self.engines.writer.begin() as conn:
-            if alone:
-                await dialect.exclusive_retention_lock(conn)
-            else:
-                await dialect.share_retention_lock(conn)
-            names = policy_names(metrics_of(batch))
-            plan = self._plan(batch, await maintenance.read_policies(conn, names))
-            if plan.has_history and not alone and self.backend == "postgresql":
-                raise NeedsExclusive
-            rejected = await series.resolve_for_write(
-                conn, batch.keys, ids, missing, all_or_nothing, self.settings
-            )
-            rows = Rows.of(batch, ids, plan.kinds)
-            await self._write_rows(conn, batch, rows, plan)
-        # Only after commit: ids of series created in a rolled-back transaction must not be cached.
-        for i, key in enumerate(batch.keys):
-            if ids[i] >= 0:
-                self._series_ids[(key.metric, key.fingerprint)] = int(ids[i])
-        self._learn(plan)
-        return rows.result(plan.kinds, rejected)
-
-    async def _write_rows(
-        self, conn: AsyncConnection, batch: SampleBatch, rows: Rows, plan: WritePlan
-    ) -> None:
-        """Raw rows with their marks; history placed (app.storage.history) and its metrics' raw
-        horizons moved to the floor it was placed behind."""
-        to_raw = rows.kinds == RAW
-        placement = None
-        if plan.has_history:
-            placement = await history.place(conn, rows, plan, batch.keys)
-            to_raw |= placement.to_raw
-        raw = rows.take(to_raw)
-        self._partitions.check(raw.ts)
-        await dialect.write_samples(conn, raw.sids, raw.ts, raw.values, raw.marks())
-        if placement is None:
-            return
-        if not await history.write_merged(conn, placement.merged):
-            # A bucket filled since it was checked: say which, and roll back.
-            await history.place(conn, rows, plan, batch.keys)
-            raise RuntimeError("a rollup row appeared during the write; retry it")
-        merged_keys = np.unique(rows.keys[rows.kinds == HISTORY])
-        metrics = {batch.keys[int(k)].metric for k in merged_keys}
-        await maintenance.record_horizons(conn, {m: plan.floors[m].raw for m in metrics})
-
-    async def _append_known_sqlite(self, batch: SampleBatch, ids: np.ndarray) -> AppendResult:
-        """SQLite, every series already known (the steady state of single-sample writes): the
-        whole transaction in one call on aiosqlite's thread instead of a round trip per step."""
-        statement, params = maintenance.sqlite_policy_query(policy_names(metrics_of(batch)))
-
-        def write(db: sqlite3.Connection) -> tuple[WritePlan, AppendResult]:
-            plan = self._plan(batch, Policies.of(db.execute(statement, params)))
-            if plan.has_history:
-                raise NeedsExclusive  # placed on the general path
-            rows = Rows.of(batch, ids, plan.kinds)
-            raw = rows.take(rows.kinds == RAW)
-            dialect.sqlite_write(db, raw.sids, raw.ts, raw.values, raw.marks())
-            return plan, rows.result(plan.kinds, {})
-
-        async with self.engines.writer.connect() as conn:
-            plan, result = await dialect.sqlite_transaction(conn, write)
-        self._learn(plan)
-        return result
-
-    async def _append_known_postgres(self, batch: SampleBatch, ids: np.ndarray) -> AppendResult:
-        """PostgreSQL, a small write of known series: on the connection kept for them, in four
-        round trips (app.storage.pg_small_writes)."""
-        assert self._small_writes is not None
-        done: list[tuple[WritePlan, AppendResult]] = []
-
-        def prepare(policy_rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-            plan = self._plan(batch, Policies.of(policy_rows))
-            if plan.has_history:
-                raise NeedsExclusive  # placed on the general path
-            rows = Rows.of(batch, ids, plan.kinds)
-            raw = rows.take(rows.kinds == RAW)
-            self._partitions.check(raw.ts)
-            done.append((plan, rows.result(plan.kinds, {})))
-            return SmallWrites.arguments(raw.sids, raw.ts, raw.values, raw.marks())
-
-        await self._small_writes.write(policy_names(metrics_of(batch)), prepare)
-        plan, result = done[0]
-        self._learn(plan)
-        return result
-
-    def _plan(self, batch: SampleBatch, policies: Policies) -> WritePlan:
-        return plan_write(batch, policies, self.clock(), self._defaults, self._grace_ms)
-
-    def _learn(self, plan: WritePlan) -> None:
-        """Remember the raw floors seen, to guess which day partitions a write needs."""
-        self._partitions.learn(plan)
-
     def _cached_ids(self, keys: Sequence[SeriesKey]) -> tuple[np.ndarray, list[int]]:
         """Series ids of `keys` from the cache (-1 where absent), and the indices of the absent."""
         ids = np.full(len(keys), -1, dtype=np.int64)
@@ -400,9 +286,6 @@ class Store(AlertStore):
             else:
                 ids[i] = sid
         return ids, missing
-
-    def forget_partitions(self) -> None:
-        self._partitions.forget()
 
     # -- catalogue ---------------------------------------------------------------------------
 
@@ -478,7 +361,9 @@ class Store(AlertStore):
                 start_ms = max(start_ms, floor)
                 found: tuple[list[SeriesData], bool] = ([], False)
                 if start_ms <= end_ms:
-                    found = await reads.select_raw(conn, refs, start_ms, end_ms, limit)
+                    found = await reads.select_raw(
+                        conn, self.samples, refs, start_ms, end_ms, limit
+                    )
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
         series, truncated = found
@@ -511,7 +396,7 @@ class Store(AlertStore):
                 refs = await self._find_series(conn, metric, matchers)
                 floor = (await self._floors(conn, metric)).rollups[res.name]
                 series, until = await reads.select_rollup(
-                    conn, refs, res, max(start_ms, floor), end_ms
+                    conn, self.samples, refs, res, max(start_ms, floor), end_ms
                 )
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
@@ -538,7 +423,7 @@ class Store(AlertStore):
         order; with `bounds`, only those with a sample in that range."""
         try:
             async with self._deadline(), self.engines.reader.connect() as conn:
-                return await series_index.find_series(conn, matchers, bounds)
+                return await series_index.find_series(conn, matchers, self._within(bounds))
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
 
@@ -549,7 +434,7 @@ class Store(AlertStore):
         markers and NaN included; at most `limit` rows."""
         try:
             async with self._deadline(), self.engines.reader.connect() as conn:
-                return await dialect.fetch_points(conn, ids, start_ms, end_ms, limit)
+                return await self.samples.read(conn, ids, start_ms, end_ms, limit)
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
 
@@ -572,14 +457,22 @@ class Store(AlertStore):
                     conn = await conn.execution_options(isolation_level="REPEATABLE READ")
                 refs = await reads.find_series(conn, metric, matchers)
                 if not refs:
-                    return RollupWindows([], [], False, *series_index.no_samples())
-                rollups, _ = await reads.select_rollup(conn, refs, res, start_ms, end_ms)
+                    return RollupWindows([], [], False, *no_points())
+                rollups, _ = await reads.select_rollup(
+                    conn, self.samples, refs, res, start_ms, end_ms
+                )
                 ids = [ref.id for ref in refs]
-                nan = await series_index.has_nan(conn, ids, start_ms, end_ms + res.ms - 1)
-                sids, ts, values = await series_index.samples_at(conn, ids, edges)
+                nan = await self.samples.has_nan(conn, ids, start_ms, end_ms + res.ms - 1)
+                sids, ts, values = await self.samples.read_at(conn, ids, edges)
                 return RollupWindows(refs, rollups, nan, sids, ts, values)
         except TimeoutError:
             raise QueryTimeout(self.settings.query_timeout) from None
+
+    def _within(self, bounds: TimeBounds | None) -> series_index.Within:
+        """Series with a sample in the bounds, as a condition on `series.id`."""
+        if bounds is None:
+            return None
+        return self.samples.has_samples_in(schema.series.c.id, bounds.start_ms, bounds.end_ms)
 
     async def label_names(self, bounds: TimeBounds | None = None) -> list[str]:
         """All label names (with `__name__`); with `bounds`, of series with samples there."""
@@ -587,7 +480,7 @@ class Store(AlertStore):
             if bounds is None:
                 return await series_index.label_names(conn)
             names = {series_index.NAME}
-            found = await series_index.find_series(conn, [], bounds)
+            found = await series_index.find_series(conn, [], self._within(bounds))
             for series in found:
                 names.update(series.labels)
             return sorted(names) if found else []
@@ -598,8 +491,8 @@ class Store(AlertStore):
             if bounds is None:
                 return await series_index.label_values(conn, name)
             if name == series_index.NAME:
-                return await series_index.metric_names(conn, bounds)
-            found = await series_index.find_series(conn, [], bounds)
+                return await series_index.metric_names(conn, self._within(bounds))
+            found = await series_index.find_series(conn, [], self._within(bounds))
             return sorted({s.labels[name] for s in found if name in s.labels})
 
     # -- jobs --------------------------------------------------------------------------------
@@ -611,7 +504,7 @@ class Store(AlertStore):
         """Recompute the invalidated closed buckets of one resolution (caller holds job_lock)."""
         with self._noting_faults():
             async with self._write_lock, self.engines.writer.begin() as conn:
-                return await maintenance.materialize(conn, res, closed_before)
+                return await maintenance.materialize(conn, self.samples, res, closed_before)
 
     async def apply_retention(
         self, plan: RetentionPlan, closed: Mapping[str, int]
@@ -621,10 +514,8 @@ class Store(AlertStore):
         async with self._write_lock, self.engines.writer.begin() as conn:
             await dialect.exclusive_retention_lock(conn)
             for res in RESOLUTIONS:
-                await maintenance.materialize(conn, res, closed[res.name])
-            report = await maintenance.drop_expired(conn, plan)
-        if report.partitions:
-            self.forget_partitions()
+                await maintenance.materialize(conn, self.samples, res, closed[res.name])
+            report = await maintenance.drop_expired(conn, self.samples, plan)
         return report
 
     async def retention_overrides(self) -> dict[str, dict[str, int]]:

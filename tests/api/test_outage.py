@@ -223,10 +223,10 @@ def test_postgresql_outage_and_recovery(database_url: str, proxy: TcpProxy) -> N
 
 
 def test_postgresql_restart_costs_no_single_sample_write(database_url: str, backend: str) -> None:
-    """The connection kept for single-sample writes (app.storage.pg_small_writes) is closed by
-    the server, as a restart would: the next write takes a new one and is acknowledged; a
-    write it hands on to the general path (history, older than the raw floor) or that is refused
-    there rolls back on it and leaves it usable."""
+    """The connection kept for single-sample writes (app.storage.samples.pg_small_writes) is
+    closed by the server, as a restart would: the next write takes a new one and is
+    acknowledged; a write it hands on to the general path (history, older than the raw floor) or
+    that is refused there rolls back on it and leaves it usable."""
     if backend != "postgresql":
         pytest.skip("no server connection to lose with SQLite")
     kept = (

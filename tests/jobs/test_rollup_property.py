@@ -17,13 +17,13 @@ import asyncio
 import itertools
 import json
 import time
-from collections import defaultdict
 from typing import Any
 
 from conftest import sql_rows, test_settings
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from rollup_oracle import brute_force_buckets
 
 from app.jobs.runner import run_once
 from app.storage.store import Store
@@ -152,16 +152,8 @@ class Model:
 
     def buckets(self, window: str) -> dict[tuple[str, int], tuple[int, float, float, float]]:
         """What resolution `window` holds: the buckets it still retains, of accepted samples."""
-        width, cut = WIDTHS[window], self.cutoff(window)
-        grouped: dict[tuple[str, int], list[tuple[int, float]]] = defaultdict(list)
-        for (host, ts), value in self.truth.items():
-            if ts - ts % width >= cut:
-                grouped[(host, ts - ts % width)].append((ts, value))
-        out = {}
-        for key, points in grouped.items():
-            values = [v for _, v in points]
-            out[key] = (len(values), sum(values), min(values), max(values))
-        return out
+        found = brute_force_buckets(self.truth, WIDTHS[window], self.cutoff(window))
+        return {key: agg[:4] for key, agg in found.items()}
 
 
 def stored_buckets(database_url: str, model: Model, window: str) -> dict[tuple[str, int], Any]:

@@ -63,9 +63,8 @@ def test_pool_and_kept_connections_carry_the_timeouts(database_url: str, backend
                 raw = (await conn.get_raw_connection()).driver_connection
                 pooled_socket = client_socket_options(raw)
                 assert raw._config.command_timeout == pytest.approx(3.5)
-            assert store._small_writes is not None
-            await store._small_writes.ping()
-            kept_conn = store._small_writes._conn
+            assert await store.samples.writer_read_only() is False  # opens the kept connection
+            kept_conn = store.samples.backend._small_writes._conn  # type: ignore[union-attr]
             kept = {n: await kept_conn.fetchval(f"SHOW {n}") for n in SERVER_SIDE}
             assert kept_conn._config.command_timeout == pytest.approx(3.0)  # DB_WRITE_TIMEOUT
             return pooled, pooled_socket, kept, client_socket_options(kept_conn)

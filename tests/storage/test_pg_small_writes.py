@@ -1,5 +1,5 @@
-"""The connection PostgreSQL keeps for small writes (app.storage.pg_small_writes): a server-side
-close the client has not noticed yet costs no write."""
+"""The connection PostgreSQL keeps for small writes (app.storage.samples.pg_small_writes): a
+server-side close the client has not noticed yet costs no write."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ kept connection fails on the first message of a write, before anything is writte
 tried once more on a new one. After any other failure than a refusal by the caller once it has
 seen the policies (history to be placed on the general path, say: answered with a rollback) it
 is closed, and the next write opens a new one.
-Errors are raised as SQLAlchemy's (`dialect.driver_errors`): a database that cannot be reached or
-is shutting down answers 503 as on every other path.
+Errors are raised as SQLAlchemy's (`app.storage.dialect.driver_errors`): a database that cannot be
+reached or is shutting down answers 503 as on every other path.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ BEGIN_LOCKED = f"BEGIN; {SHARED_RETENTION_LOCK}"
 # (row-locked) so a job claiming it concurrently waits for this commit (app.storage.dialect).
 # PostgreSQL runs the main statement first, then the data-modifying WITH parts from the last one
 # listed to the first: so samples, 1m, 5m, 1h, the order in which the pool's path
-# (dialect.write_samples) takes its row locks. Two processes writing the same rows, one on each
+# (PostgresRows.write) takes its row locks. Two processes writing the same rows, one on each
 # path, would otherwise deadlock (tests/storage/test_pg_small_writes.py).
 WRITE = """
 WITH marked_1h AS (

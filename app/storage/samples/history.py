@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.model import SeriesKey
 from app.services.retention import HISTORY
 from app.services.rollup import RESOLUTIONS, Buckets, Resolution, aggregate
-from app.storage import dialect
 from app.storage.exact_values import KEY
+from app.storage.samples.row_sql import RowSql
 from app.storage.writes import HistoryConflict, Rows, WritePlan
 
 HOUR_MS = 3_600_000
@@ -53,11 +53,12 @@ class Placement:
 
 
 async def place(
-    conn: AsyncConnection, rows: Rows, plan: WritePlan, keys: Sequence[SeriesKey]
+    conn: AsyncConnection, sql: RowSql, rows: Rows, plan: WritePlan, keys: Sequence[SeriesKey]
 ) -> Placement:
     """Decide where each history row goes; raise HistoryConflict if one cannot be merged."""
     history = np.flatnonzero(rows.kinds == HISTORY)
-    backed = await _raw_backed(conn, rows.sids[history], rows.ts[history])
+    ts = rows.ts[history]
+    backed = await raw_backed(conn, sql, rows.sids[history], ts - ts % HOUR_MS)
     to_raw = np.zeros(len(rows), dtype=bool)
     to_raw[history[backed]] = True
     merge = history[~backed]
@@ -67,7 +68,7 @@ async def place(
         retained = rows.ts[merge] >= plan.key_floors(keys, res.name)[rows.keys[merge]]
         chosen = merge[retained]
         buckets = aggregate(rows.sids[chosen], rows.ts[chosen], rows.values[chosen], res.ms)
-        taken = await _stored(conn, res, buckets)
+        taken = await _stored(conn, sql, res, buckets)
         if taken.any():
             conflicts.append(_conflict(rows.take(chosen), buckets.take(taken), res, plan, keys))
         merged[res.name] = buckets
@@ -109,36 +110,39 @@ def _conflict(
     )
 
 
-async def _raw_backed(conn: AsyncConnection, sids: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Per row, whether raw samples of its series exist in its hour. Only hours at or after a
-    series' first raw sample are probed, one index seek each: usually none at all."""
-    hours = _pairs(sids, ts - ts % HOUR_MS)
-    unique = np.unique(hours)
+async def raw_backed(
+    conn: AsyncConnection, sql: RowSql, sids: np.ndarray, hours: np.ndarray
+) -> np.ndarray:
+    """Per (series, hour start) pair, whether raw samples of the series exist in that hour. Only
+    hours at or after a series' first raw sample are probed, one index seek each: usually none
+    at all."""
+    pairs = _pairs(sids, hours)
+    unique = np.unique(pairs)
     if unique.size == 0:
         return np.zeros(sids.size, dtype=bool)
-    first = await _first_raw(conn, np.unique(unique["series"]))
+    first = await _first_raw(conn, sql, np.unique(unique["series"]))
     starts = np.array([first.get(int(s), np.iinfo(np.int64).max) for s in unique["series"]])
     candidates = unique[unique["ts"] + HOUR_MS > starts]
     found: list[tuple[int, int]] = []
     for i in range(0, candidates.size, CHUNK):
         chunk = candidates[i : i + CHUNK]
         values = ", ".join(f"({int(s)}, {int(h)})" for s, h in chunk.tolist())
-        found += await dialect.fetch_small(
+        found += await sql.fetch_small(
             conn,
             f"WITH p(sid, h) AS (VALUES {values}) SELECT p.sid, p.h FROM p WHERE EXISTS (SELECT 1"
             " FROM samples s WHERE s.series_id = p.sid AND s.ts >= p.h"
             f" AND s.ts < p.h + {HOUR_MS})",
         )
     backed = np.sort(np.array(found, dtype=np.int64).reshape(-1, 2).view(KEY).ravel())
-    return _member(hours, backed)
+    return _member(pairs, backed)
 
 
-async def _first_raw(conn: AsyncConnection, sids: np.ndarray) -> dict[int, int]:
+async def _first_raw(conn: AsyncConnection, sql: RowSql, sids: np.ndarray) -> dict[int, int]:
     """The earliest raw sample of each series (that has one)."""
     first: dict[int, int] = {}
     for i in range(0, sids.size, CHUNK):
         values = ", ".join(f"({int(s)})" for s in sids[i : i + CHUNK].tolist())
-        rows = await dialect.fetch_small(
+        rows = await sql.fetch_small(
             conn,
             f"WITH v(sid) AS (VALUES {values}) SELECT v.sid, (SELECT min(s.ts) FROM samples s"
             " WHERE s.series_id = v.sid) FROM v",
@@ -147,7 +151,9 @@ async def _first_raw(conn: AsyncConnection, sids: np.ndarray) -> dict[int, int]:
     return first
 
 
-async def _stored(conn: AsyncConnection, res: Resolution, buckets: Buckets) -> np.ndarray:
+async def _stored(
+    conn: AsyncConnection, sql: RowSql, res: Resolution, buckets: Buckets
+) -> np.ndarray:
     """Per bucket, whether the rollup table holds a row for it already."""
     if len(buckets) == 0:
         return np.zeros(0, dtype=bool)
@@ -156,7 +162,7 @@ async def _stored(conn: AsyncConnection, res: Resolution, buckets: Buckets) -> n
     ids = np.unique(buckets.sids)
     for i in range(0, ids.size, CHUNK):
         id_list = ",".join(str(int(s)) for s in ids[i : i + CHUNK].tolist())
-        found += await dialect.fetch_small(
+        found += await sql.fetch_small(
             conn,
             f"SELECT series_id, bucket FROM rollup_{res.name} WHERE series_id IN ({id_list})"
             f" AND bucket >= {lo} AND bucket <= {hi}",
@@ -165,7 +171,7 @@ async def _stored(conn: AsyncConnection, res: Resolution, buckets: Buckets) -> n
     return _member(_pairs(buckets.sids, buckets.bucket), stored)
 
 
-async def write_merged(conn: AsyncConnection, merged: dict[str, Buckets]) -> bool:
+async def write_merged(conn: AsyncConnection, sql: RowSql, merged: dict[str, Buckets]) -> bool:
     """Insert the merged rollup rows; False if a row turned out to exist (nothing is then
     guaranteed written: the caller rolls back)."""
     for name, b in merged.items():
@@ -173,12 +179,7 @@ async def write_merged(conn: AsyncConnection, merged: dict[str, Buckets]) -> boo
             continue
         table = f"rollup_{name}"
         columns = (b.sids, b.bucket, b.count, b.sum, b.min, b.max, b.sumsq, b.last, b.last_ts)
-        if dialect.is_postgres(conn):
-            if await dialect.copy_new_rows(conn, table, ROLLUP_LAYOUT, *columns):
-                continue
-            written = await dialect.insert_new_rows(conn, table, ROLLUP_LAYOUT, columns)
-        else:
-            written = await dialect.sqlite_insert_rows(conn, table, ROLLUP_LAYOUT, columns)
+        written = await sql.insert_new_rows(conn, table, ROLLUP_LAYOUT, columns)
         if written < len(b):
             return False
     return True

@@ -1,0 +1,212 @@
+"""SQLite's side of the row tables: statements sent as one function on aiosqlite's thread
+(app.storage.samples.sqlite_thread), executemany for bulk rows, and exact values kept apart as
+bits (app.storage.exact_values).
+
+- A write of known series is one BEGIN IMMEDIATE ... COMMIT on the thread: the policy read, the
+  decision, the sample and mark inserts. A group of 16 samples took 1.2 ms instead of 3.1 ms.
+- The general write sends its samples and marks in one call inside SQLAlchemy's transaction.
+- A raw read goes from the cursor straight into one numpy array on the thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.services.retention import RetentionPlan
+from app.storage import exact_values, maintenance
+from app.storage.dialect import driver_errors
+from app.storage.samples.protocol import Points, RawDrop
+from app.storage.samples.row_sql import RowSql
+from app.storage.samples.sqlite_thread import SqliteThread
+from app.storage.writes import Marks, Policies
+
+SQLITE_UPSERT = (
+    "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
+    " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, bits = NULL"
+)
+# NaN and -0.0: 0.0 in `value`, the exact bits beside it (app.storage.exact_values).
+SQLITE_UPSERT_BITS = (
+    "INSERT INTO samples (series_id, ts, value, bits) VALUES (?, ?, 0.0, ?)"
+    " ON CONFLICT (series_id, ts) DO UPDATE SET value = 0.0, bits = excluded.bits"
+)
+STALE_BITS = 0x7FF0000000000002
+BITS_OF = (
+    "SELECT series_id, ts, bits FROM samples INDEXED BY ix_samples_bits WHERE bits IS NOT NULL"
+)
+# The raw rows of a write and their marks: sids, ts, values, marks.
+RawRows = tuple[np.ndarray, np.ndarray, np.ndarray, Marks]
+
+
+def write_rows(
+    db: sqlite3.Connection, sids: np.ndarray, ts: np.ndarray, values: np.ndarray, marks: Marks
+) -> None:
+    """Upsert samples and their marks through the sqlite3 connection itself (its own thread)."""
+    apart = exact_values.kept_apart(values)
+    if apart.any():
+        bits = exact_values.as_bits(values[apart])
+        db.executemany(
+            SQLITE_UPSERT_BITS,
+            zip(sids[apart].tolist(), ts[apart].tolist(), bits.tolist(), strict=True),
+        )
+        sids, ts, values = sids[~apart], ts[~apart], values[~apart]
+    db.executemany(SQLITE_UPSERT, zip(sids.tolist(), ts.tolist(), values.tolist(), strict=True))
+    for resolution, mark_sids, buckets in marks:
+        db.executemany(
+            f"INSERT INTO rollup_dirty_{resolution} (series_id, bucket) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
+            zip(mark_sids.tolist(), buckets.tolist(), strict=True),
+        )
+
+
+class SqliteRows(RowSql):
+    name = "sqlite"
+    may_place_history_shared = True  # the write lock excludes retention already
+
+    def counted(self, alias: str = "s") -> str:
+        return f"({alias}.bits IS NULL OR {alias}.bits = {exact_values.NEG_ZERO_BITS})"
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def takes_known(self, rows: int) -> bool:
+        """Whether a write of known series of this size takes the one-call road."""
+        return True
+
+    async def write_known(
+        self,
+        writer: AsyncEngine,
+        names: Sequence[str],
+        decide: Callable[[Policies], RawRows],
+    ) -> None:
+        """The whole transaction of a write of known series in one call on the writer
+        connection's thread."""
+        statement, params = maintenance.sqlite_policy_query(names)
+
+        def write(db: sqlite3.Connection) -> None:
+            write_rows(db, *decide(Policies.of(db.execute(statement, params))))
+
+        async with writer.connect() as conn:
+            thread = await SqliteThread.of(conn)
+            with driver_errors("BEGIN IMMEDIATE"):
+                await thread.transaction(write)
+
+    async def retention_lock(self, conn: AsyncConnection, exclusive: bool) -> None:
+        """Nothing: the write lock already excludes a retention run."""
+
+    async def write(
+        self,
+        conn: AsyncConnection,
+        sids: np.ndarray,
+        ts: np.ndarray,
+        values: np.ndarray,
+        marks: Marks,
+    ) -> None:
+        """Samples and marks inside the open transaction, in one call on the thread."""
+        thread = await SqliteThread.of(conn)
+        with driver_errors(SQLITE_UPSERT):
+            await thread.run(lambda db: write_rows(db, sids, ts, values, marks))
+
+    async def insert_new_rows(
+        self,
+        conn: AsyncConnection,
+        table: str,
+        layout: Sequence[tuple[str, str]],
+        arrays: Sequence[np.ndarray],
+    ) -> int:
+        """Insert rows given as columns (inside the open transaction), skipping any that exist;
+        returns how many were inserted."""
+        names = ", ".join(name for name, _ in layout)
+        statement = (
+            f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(layout))})"
+            " ON CONFLICT DO NOTHING"
+        )
+
+        def insert(db: sqlite3.Connection) -> int:
+            before = db.total_changes
+            db.executemany(statement, zip(*(column.tolist() for column in arrays), strict=True))
+            return db.total_changes - before
+
+        thread = await SqliteThread.of(conn)
+        with driver_errors(statement):
+            return await thread.run(insert)
+
+    async def fetch_small(self, conn: AsyncConnection, sql: str) -> list[tuple[Any, ...]]:
+        thread = await SqliteThread.of(conn)
+        with driver_errors(sql):
+            return await thread.fetch_all(sql)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def fetch(self, conn: AsyncConnection, where: str, limit: int) -> Points:
+        sql = f"SELECT series_id, ts, value FROM samples WHERE {where} ORDER BY series_id, ts"
+
+        def read(db: sqlite3.Connection) -> tuple[np.ndarray, list[Any]]:
+            # On the connection's thread, straight from the cursor into one array: no list of
+            # row tuples, and the event loop is not the one converting them. Milliseconds and
+            # series ids are exact in a double (below 2**53). Then the exact bits of the few NaN
+            # and -0.0 values, through their partial index (the planner needs telling before
+            # ANALYZE).
+            rows = db.execute(f"{sql} LIMIT {int(limit)}")
+            chained = itertools.chain.from_iterable(rows)
+            table = np.fromiter(chained, dtype=np.float64).reshape(-1, 3)
+            apart = db.execute(f"{BITS_OF} AND {where}").fetchall()
+            return table, apart
+
+        thread = await SqliteThread.of(conn)
+        with driver_errors(sql):
+            table, apart = await thread.run(read)
+        sids, stamps = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
+        values = table[:, 2].copy()
+        exact_values.put_back(sids, stamps, values, apart)
+        return sids, stamps, values
+
+    async def fetch_at(self, conn: AsyncConnection, where: str) -> np.ndarray:
+        """Rows (series_id, ts, value) as a float array, sorted, exact values put back."""
+        rows = await self.fetch_small(
+            conn, f"SELECT series_id, ts, value FROM samples WHERE {where}"
+        )
+        table = np.array(rows, dtype=np.float64).reshape(-1, 3)
+        if not table.size:
+            return table
+        apart = await self.fetch_small(conn, f"{BITS_OF} AND {where}")
+        table = table[np.lexsort((table[:, 1], table[:, 0]))]
+        values = table[:, 2].copy()
+        sids, ts = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
+        exact_values.put_back(sids, ts, values, apart)
+        table[:, 2] = values
+        return table
+
+    def nan_probe(self, where: str) -> str:
+        """A statement with a row if a NaN other than the stale marker matches `where`: through
+        the partial index of the values kept apart."""
+        return (
+            f"SELECT 1 FROM samples INDEXED BY ix_samples_bits WHERE bits IS NOT NULL"
+            f" AND {where} AND bits NOT IN ({exact_values.NEG_ZERO_BITS}, {STALE_BITS}) LIMIT 1"
+        )
+
+    async def rows_written(self, conn: AsyncConnection, result: Any) -> int:
+        """Rows the last INSERT wrote: SQLite's driver gives no rowcount for a statement that
+        starts with WITH; changes() has it."""
+        return int((await conn.execute(text("SELECT changes()"))).scalar_one())
+
+    # -- retention ------------------------------------------------------------------------------
+
+    async def drop_raw(self, conn: AsyncConnection, plan: RetentionPlan) -> RawDrop:
+        """Row deletes, per metric's own cut-off; each metric's raw horizon moves to it."""
+        rows = await maintenance.delete_by_metric(
+            conn, "samples", "ts", plan.raw_cutoffs, plan.overridden
+        )
+        await maintenance.record_horizons(conn, await maintenance.metric_cutoffs(conn, plan))
+        return RawDrop(rows, 0)
+
+    async def writer_read_only(self) -> bool | None:
+        return None
+
+    async def close(self) -> None:
+        """Nothing of its own to close."""
