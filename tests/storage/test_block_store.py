@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from conftest import test_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rollup_oracle import brute_force_buckets
@@ -18,7 +19,7 @@ from test_sample_store_contract import DAY, HOUR, T0, Subject, as_dict, bits, op
 from app.config import Settings
 from app.services.retention import RetentionPlan, retention_defaults
 from app.services.rollup import RESOLUTIONS
-from app.storage.engine import Engines
+from app.storage.engine import Engines, make_engines
 from app.storage.samples.block_table import SPAN_MS
 from app.storage.samples.blocks_store import BlockSampleStore
 from app.storage.samples.protocol import BucketRange, SampleStore
@@ -172,5 +173,44 @@ def test_compaction_leaves_open_spans_in_the_head(database_url: str) -> None:
             assert (await rows_of(subject, "SELECT count(*) FROM samples"))[0][0] == 60
             again = await store.compact(T0 + 4 * HOUR + 30 * 60_000)
             assert (again.rows, again.blocks) == (0, 0)
+
+    run(go())
+
+
+def test_history_into_an_hour_that_blocks_back_goes_raw(database_url: str) -> None:
+    """A write older than the raw floor into an hour whose raw samples are in blocks (retention
+    has not dropped them yet) takes the raw path, as it does when they are head rows: the rollup
+    job rolls the hour up from raw as a whole."""
+    now = [T0 + 9 * DAY]
+
+    async def go() -> None:
+        settings = test_settings(database_url)
+        engines = make_engines(settings)
+        defaults = retention_defaults(settings)
+        store = BlockSampleStore(
+            settings, engines, lambda: now[0], defaults, to_ms(settings.rollup_grace)
+        )
+        subject = Subject(settings, engines, store)
+        try:
+            async with engines.writer.begin() as conn:
+                await conn.exec_driver_sql(
+                    "INSERT INTO retention_overrides (metric_name, raw_ms, r1m_ms, r5m_ms,"
+                    f" r1h_ms, updated_ms) VALUES ('backed', {2 * DAY}, {5 * DAY}, {5 * DAY},"
+                    f" {5 * DAY}, 0)"
+                )
+            at = T0 + 8 * DAY + HOUR
+            result, ids = await subject.write("backed", [("a", at, 1.0)])
+            assert (result.raw, result.rollups_only) == (1, 0)
+            await store.compact(T0 + 9 * DAY)
+            assert (await rows_of(subject, "SELECT count(*) FROM samples"))[0][0] == 0
+            now[0] = T0 + 11 * DAY  # the hour is older than the raw floor now
+            await subject.write("backed", [("a", at + 1, 2.0)])
+            # Placed with the raw samples, not merged into the rollups.
+            _, ts, _ = await subject.read([ids["a"]], 0, T0 + 12 * DAY)
+            assert ts.tolist() == [at, at + 1]
+            assert await rows_of(subject, "SELECT count(*) FROM rollup_1m") == [(0,)]
+        finally:
+            await store.close()
+            await engines.dispose()
 
     run(go())

@@ -69,6 +69,8 @@ class BlockSampleStore:
     ) -> None:
         self._engines = engines
         self.head = RowSampleStore(settings, engines, clock, defaults, grace_ms)
+        # History placement asks which hours raw samples back: the blocks' too.
+        self.head.hours_backed = self.hours_with_samples
 
     async def close(self) -> None:
         await self.head.close()
