@@ -83,10 +83,14 @@ class BlockSampleStore:
     ) -> AppendResult:
         return await self.head.append(batch, ids, missing, resolve)
 
-    async def compact(self, closed_before: int) -> compaction.Compacted:
-        """Fold the head's rows of spans ending by `closed_before` into blocks (the caller holds
-        the job lock)."""
-        return await compaction.compact(self._engines.writer, closed_before)
+    async def compact(
+        self, closed_before: int, guard: compaction.Guard | None = None
+    ) -> compaction.Compacted:
+        """Fold the head's rows of spans ending by `closed_before` into blocks, each chunk's
+        transaction under `guard` (the store's write lock); the caller holds the job lock."""
+        if guard is None:
+            return await compaction.compact(self._engines.writer, closed_before)
+        return await compaction.compact(self._engines.writer, closed_before, guard)
 
     # -- reads ----------------------------------------------------------------------------------
 
