@@ -153,7 +153,7 @@ def test_job_reports_in_status_and_metrics(
 
 
 def test_with_rows_the_job_has_nothing_to_do(database_url: str) -> None:
-    done = run_job(database_url, "compact")
+    done = run_job(database_url, "compact", STORAGE_LAYOUT="rows")
     assert "nothing to compact: STORAGE_LAYOUT=rows" in done.stdout
 
 
@@ -163,7 +163,7 @@ def test_the_server_schedules_it_only_with_blocks(
     def runs(client: TestClient) -> Any:
         return client.get("/jobs/status").json()["jobs"]["compact"]["runs"]
 
-    rows = make_client(scheduler_enabled=True)
+    rows = make_client(scheduler_enabled=True, storage_layout="rows")
     wait_for(lambda: rows.get("/jobs/status").json()["jobs"]["rollup"]["runs"] > 0, "rollup")
     assert runs(rows) == 0
     blocks = make_client(scheduler_enabled=True, storage_layout="blocks")

@@ -72,12 +72,17 @@ async def sizes(conn: AsyncConnection, where: str) -> np.ndarray:
 
 async def of_spans(conn: AsyncConnection, sids: np.ndarray, spans: np.ndarray) -> list[StoredBlock]:
     """The blocks of exactly these (series, span_start) pairs."""
-    wanted = {(int(s), int(p)) for s, p in zip(sids.tolist(), spans.tolist(), strict=True)}
+    order = np.lexsort((spans, sids))
+    sids, spans = sids[order], spans[order]
+    new = np.ones(sids.size, dtype=bool)
+    new[1:] = (sids[1:] != sids[:-1]) | (spans[1:] != spans[:-1])
+    wanted = set(zip(sids[new].tolist(), spans[new].tolist(), strict=True))
     series = sorted({s for s, _ in wanted})
     found: list[StoredBlock] = []
     for first in range(0, len(series), ID_CHUNK):
         chunk = series[first : first + ID_CHUNK]
-        starts = sorted({p for s, p in wanted if s in set(chunk)})
+        members = set(chunk)
+        starts = sorted({p for s, p in wanted if s in members})
         for at in range(0, len(starts), ID_CHUNK):
             where = (
                 f"series_id IN ({id_list(chunk)})"

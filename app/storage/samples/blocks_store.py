@@ -89,8 +89,8 @@ class BlockSampleStore:
         """Fold the head's rows of spans ending by `closed_before` into blocks, each chunk's
         transaction under `guard` (the store's write lock); the caller holds the job lock."""
         if guard is None:
-            return await compaction.compact(self._engines.writer, closed_before)
-        return await compaction.compact(self._engines.writer, closed_before, guard)
+            return await compaction.compact(self._engines.writer, self.head, closed_before)
+        return await compaction.compact(self._engines.writer, self.head, closed_before, guard)
 
     # -- reads ----------------------------------------------------------------------------------
 

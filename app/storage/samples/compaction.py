@@ -24,6 +24,7 @@ from app.storage.blocks.read import Rows, decode_range, overlay
 from app.storage.samples import block_table
 from app.storage.samples.block_table import SPAN_MS, spans_of
 from app.storage.samples.row_sql import id_list
+from app.storage.samples.rows import RowSampleStore
 
 CHUNK_SERIES = 200
 EVERYTHING = 2**62
@@ -45,7 +46,10 @@ def closed_span_end(closed_before: int) -> int:
 
 
 async def compact(
-    writer: AsyncEngine, closed_before: int, guard: Guard = lambda: nullcontext()
+    writer: AsyncEngine,
+    head: RowSampleStore,
+    closed_before: int,
+    guard: Guard = lambda: nullcontext(),
 ) -> Compacted:
     """Fold every head row of a span ending by `closed_before` into its block, one transaction
     per chunk of series (each under `guard`, say the store's write lock). The caller holds the
@@ -65,15 +69,17 @@ async def compact(
             ids = [int(r[0]) for r in found.all()]
             if not ids:
                 break
-            folded, written = await compact_series(conn, ids, cut)
+            folded, written = await compact_series(conn, head, ids, cut)
         rows, blocks, chunks, after = rows + folded, blocks + written, chunks + 1, ids[-1]
     return Compacted(rows, blocks, chunks)
 
 
-async def compact_series(conn: AsyncConnection, ids: list[int], cut: int) -> tuple[int, int]:
+async def compact_series(
+    conn: AsyncConnection, store: RowSampleStore, ids: list[int], cut: int
+) -> tuple[int, int]:
     """In the caller's transaction: the head rows of these series before `cut` into blocks.
     Returns the rows folded in and the blocks written."""
-    head = await take_head(conn, ids, cut)
+    head = await take_head(conn, store, ids, cut)
     if not len(head):
         return 0, 0
     spans = spans_of(head.ts)
@@ -82,9 +88,19 @@ async def compact_series(conn: AsyncConnection, ids: list[int], cut: int) -> tup
     return len(head), await block_table.write(conn, merged)
 
 
-async def take_head(conn: AsyncConnection, ids: list[int], cut: int) -> Rows:
+async def take_head(conn: AsyncConnection, head: RowSampleStore, ids: list[int], cut: int) -> Rows:
     """Delete the head rows of these series before `cut` and return them, sorted, with their
-    exact values (SQLite keeps NaN and -0.0 as bits beside a 0.0, app.storage.exact_values)."""
+    exact values.
+
+    Where the writer's transaction excludes every other writer (SQLite's BEGIN IMMEDIATE), the
+    rows are read through the head's fast raw read and then deleted by the same condition;
+    elsewhere (PostgreSQL, READ COMMITTED) `DELETE ... RETURNING` takes exactly the rows it
+    deletes, so a row committed in between is neither deleted unread nor lost."""
+    if head.backend.writers_exclude_each_other:
+        where = f"series_id IN ({id_list(ids)}) AND ts < {int(cut)}"
+        sids, ts, values = await head.backend.fetch(conn, where, EVERYTHING)
+        await conn.execute(text(f"DELETE FROM samples WHERE {where}"))
+        return Rows(sids, ts, values)
     result = await conn.execute(
         text(
             f"DELETE FROM samples WHERE series_id IN ({id_list(ids)}) AND ts < {int(cut)}"
