@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     )
     rollup_interval: Duration = Field(timedelta(seconds=60), description="Rollup job period.")
     retention_interval: Duration = Field(timedelta(hours=1), description="Retention job period.")
+    storage_layout: Literal["rows", "blocks"] = Field(
+        "rows",
+        description="Raw samples as one row each (rows), or recent rows plus compressed 2 h blocks"
+        " (blocks; the compact job runs in the server).",
+    )
+    compact_interval: Duration = Field(
+        timedelta(minutes=5), description="Compact job period (STORAGE_LAYOUT=blocks)."
+    )
     job_lock_timeout: Duration = Field(
         timedelta(minutes=5),
         description="How long a command-line job waits for another runner to finish.",

@@ -20,7 +20,10 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        plan = {job: job_interval(self.settings, job) for job in ("rollup", "retention", "alert")}
+        jobs = ["rollup", "retention", "alert"]
+        if self.settings.storage_layout == "blocks":
+            jobs.append("compact")
+        plan = {job: job_interval(self.settings, job) for job in jobs}
         for job, interval in plan.items():
             task = run_loop(self.store, self.settings, job, interval, self._stop)
             self._tasks.append(asyncio.create_task(task, name=f"job-{job}"))

@@ -49,6 +49,7 @@ for _kind in ("RAW", "1M", "5M", "1H"):
 DATA_TABLES = (
     "series",
     "samples",
+    "blocks",
     "rollup_1m",
     "rollup_5m",
     "rollup_1h",

@@ -1,7 +1,8 @@
 """The `metrics-service` command (also `python -m app.cli`): one subcommand per row of `COMMANDS`.
 
     metrics-service serve [--host H] [--port P] [--workers N] [--database-url URL]
-    metrics-service migrate | rollup | retention | import FILE | generate ... | --version
+    metrics-service migrate | rollup | retention | alert | compact
+    metrics-service import FILE | generate ... | --version
 
 A subcommand is a name, a one-line help, a function that adds its options to its parser, and a
 function that runs it and returns the exit code. A job of `app.jobs` is one `job(...)` row.
@@ -53,6 +54,9 @@ COMMANDS: tuple[Command, ...] = (
     job("rollup", "materialize closed rollup buckets (1m, 5m, 1h)"),
     job("retention", "roll up what is pending, then drop data past its retention"),
     job("alert", "evaluate the alert rules over the new data and deliver notifications"),
+    job(
+        "compact", "fold closed spans of raw samples into compressed blocks (STORAGE_LAYOUT=blocks)"
+    ),
     Command(
         "import", "stream an NDJSON or CSV file to the server", importer.configure, importer.run
     ),

@@ -48,6 +48,15 @@ async def retention(store: Store, settings: Settings, now: int) -> JobOutcome:
     return JobOutcome(rows_dropped=report.raw_rows + report.rollup_rows, detail=detail)
 
 
+async def compact(store: Store, settings: Settings, now: int) -> JobOutcome:
+    """Fold the head rows of closed spans (grace included) into compressed blocks."""
+    done = await store.compact(now - to_ms(settings.rollup_grace))
+    if done is None:
+        return JobOutcome(detail="nothing to compact: STORAGE_LAYOUT=rows")
+    detail = f"rows compacted: {done.rows}, blocks written: {done.blocks}, chunks: {done.chunks}"
+    return JobOutcome(detail=detail)
+
+
 async def alert(store: Store, settings: Settings, now: int) -> JobOutcome:
     """Evaluate every alert rule over the data since its last run, then deliver what is due."""
     tally = await alerting.evaluate_all(store, settings, now)
@@ -63,7 +72,12 @@ async def alert(store: Store, settings: Settings, now: int) -> JobOutcome:
 
 
 JobFn = Callable[[Store, Settings, int], Awaitable[JobOutcome]]
-JOBS: dict[str, JobFn] = {"rollup": rollup, "retention": retention, "alert": alert}
+JOBS: dict[str, JobFn] = {
+    "rollup": rollup,
+    "retention": retention,
+    "alert": alert,
+    "compact": compact,
+}
 
 
 def job_interval(settings: Settings, job: str) -> float:
@@ -72,5 +86,6 @@ def job_interval(settings: Settings, job: str) -> float:
         "rollup": settings.rollup_interval,
         "retention": settings.retention_interval,
         "alert": settings.alert_interval,
+        "compact": settings.compact_interval,
     }
     return intervals[job].total_seconds()

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Double,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -51,6 +52,23 @@ samples = Table(
     Column("bits", BigInteger, nullable=True),  # SQLite: the exact bits of a NaN or -0.0
     PrimaryKeyConstraint("series_id", "ts", name="pk_samples"),
     sqlite_with_rowid=False,
+)
+# The block layout (STORAGE_LAYOUT=blocks, migration 0006, docs/storage.md#the-block-layout):
+# one row per series and closed 2 h span, its samples compressed (app.storage.blocks.codec).
+# A rowid table with the key as its primary key on SQLite (never WITHOUT ROWID: a blob above a
+# quarter page would spill into an overflow page of its own); PostgreSQL stores `payload` with
+# SET STORAGE EXTERNAL (pcodec output does not compress), in the migration.
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("series_id", Integer, nullable=False),
+    Column("span_start", BigInteger, nullable=False),
+    Column("first_ts", BigInteger, nullable=False),
+    Column("last_ts", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("nans", Integer, nullable=False),  # NaN samples other than the stale marker
+    Column("payload", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("series_id", "span_start", name="pk_blocks"),
 )
 # SQLite only (migration 0002): finds the few rows whose exact bits are kept apart.
 Index(

@@ -57,8 +57,10 @@ from app.storage.engine import (
     sqlite_path,
 )
 from app.storage.reads import RollupData, SeriesData, SeriesRef
+from app.storage.samples.blocks_store import BlockSampleStore
+from app.storage.samples.compaction import Compacted
+from app.storage.samples.layout import open_sample_store
 from app.storage.samples.protocol import SampleStore, no_points
-from app.storage.samples.rows import RowSampleStore
 from app.storage.series_index import IndexedSeries, RollupWindows, TimeBounds
 from app.storage.writes import (
     AppendResult,
@@ -176,7 +178,7 @@ class Store(AlertStore):
         self._write_lock = asyncio.Lock()
         self._write_fault: faults.Fault | None = None
         # Raw-sample I/O (app.storage.samples); `lambda`: tests set `clock` after opening.
-        self.samples: SampleStore = RowSampleStore(
+        self.samples: SampleStore = open_sample_store(
             settings, engines, lambda: self.clock(), self._defaults, self._grace_ms
         )
 
@@ -505,6 +507,15 @@ class Store(AlertStore):
         with self._noting_faults():
             async with self._write_lock, self.engines.writer.begin() as conn:
                 return await maintenance.materialize(conn, self.samples, res, closed_before)
+
+    async def compact(self, closed_before: int) -> Compacted | None:
+        """Fold the head rows of spans closed by `closed_before` into blocks, a chunk of series
+        per transaction, each under the write lock (caller holds job_lock). None unless
+        STORAGE_LAYOUT=blocks."""
+        if not isinstance(self.samples, BlockSampleStore):
+            return None
+        with self._noting_faults():
+            return await self.samples.compact(closed_before, lambda: self._write_lock)
 
     async def apply_retention(
         self, plan: RetentionPlan, closed: Mapping[str, int]

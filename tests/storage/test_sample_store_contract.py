@@ -32,7 +32,8 @@ from app.services.retention import RetentionPlan, retention_defaults
 from app.services.rollup import RESOLUTIONS, Buckets, Resolution
 from app.storage import schema, series
 from app.storage.engine import Engines, make_engines
-from app.storage.samples.protocol import BucketRange, MarkedBuckets, SampleStore
+from app.storage.samples.blocks_store import BlockSampleStore
+from app.storage.samples.protocol import BucketRange, MarkedBuckets, SampleStore, SeriesResolver
 from app.storage.samples.rows import RowSampleStore
 from app.storage.writes import AppendResult, CardinalityExceeded, HistoryConflict
 from app.timeutil import to_ms
@@ -52,7 +53,48 @@ def _rows(settings: Settings, engines: Engines, clock: Callable[[], int]) -> Sam
     return RowSampleStore(settings, engines, clock, defaults, to_ms(settings.rollup_grace))
 
 
-IMPLEMENTATIONS: dict[str, Opener] = {"rows": _rows}
+def _blocks(settings: Settings, engines: Engines, clock: Callable[[], int]) -> SampleStore:
+    defaults = retention_defaults(settings)
+    return BlockSampleStore(settings, engines, clock, defaults, to_ms(settings.rollup_grace))
+
+
+class CompactingBefore(BlockSampleStore):
+    """The block store compacting everything before each write: what earlier writes left is in
+    blocks, the last write's rows in the head, so reads cross both."""
+
+    async def append(
+        self, batch: SampleBatch, ids: np.ndarray, missing: list[int], resolve: SeriesResolver
+    ) -> AppendResult:
+        await self.compact(T0 + 100 * DAY)
+        return await super().append(batch, ids, missing, resolve)
+
+
+class CompactingAfter(BlockSampleStore):
+    """The block store compacting everything after each write: reads find blocks only, and
+    late writes rewrite them."""
+
+    async def append(
+        self, batch: SampleBatch, ids: np.ndarray, missing: list[int], resolve: SeriesResolver
+    ) -> AppendResult:
+        result = await super().append(batch, ids, missing, resolve)
+        await self.compact(T0 + 100 * DAY)
+        return result
+
+
+def _compacting(kind: type[BlockSampleStore]) -> Opener:
+    def open_store(settings: Settings, engines: Engines, clock: Callable[[], int]) -> SampleStore:
+        defaults = retention_defaults(settings)
+        return kind(settings, engines, clock, defaults, to_ms(settings.rollup_grace))
+
+    return open_store
+
+
+IMPLEMENTATIONS: dict[str, Opener] = {
+    "rows": _rows,
+    "blocks": _blocks,
+    "blocks-compact-before": _compacting(CompactingBefore),
+    "blocks-compact-after": _compacting(CompactingAfter),
+}
 _metrics = itertools.count()
 
 

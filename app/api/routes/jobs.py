@@ -34,7 +34,7 @@ async def jobs_status(store: StoreDep, settings: SettingsDep) -> dict[str, objec
     pending = await store.pending_invalidations()
     until = await store.materialized_until()
     jobs = {}
-    for name in ("rollup", "retention", "alert"):
+    for name in ("rollup", "retention", "alert", "compact"):
         row = runs.get(name, {})
         jobs[name] = {
             "runs": row.get("runs", 0),

@@ -18,7 +18,7 @@ before the floor, which only moves forward: the merge records it as the metric's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,13 +52,27 @@ class Placement:
     merged: dict[str, Buckets]  # per resolution: the new rollup rows
 
 
+# Per (series, hour start) pair, whether raw samples back the hour: a layout that keeps raw
+# samples beside the row tables (the block layout) says so for both.
+RawBacked = Callable[[AsyncConnection, np.ndarray, np.ndarray], Awaitable[np.ndarray]]
+
+
 async def place(
-    conn: AsyncConnection, sql: RowSql, rows: Rows, plan: WritePlan, keys: Sequence[SeriesKey]
+    conn: AsyncConnection,
+    sql: RowSql,
+    rows: Rows,
+    plan: WritePlan,
+    keys: Sequence[SeriesKey],
+    backed_by: RawBacked | None = None,
 ) -> Placement:
     """Decide where each history row goes; raise HistoryConflict if one cannot be merged."""
     history = np.flatnonzero(rows.kinds == HISTORY)
     ts = rows.ts[history]
-    backed = await raw_backed(conn, sql, rows.sids[history], ts - ts % HOUR_MS)
+    sids, hours = rows.sids[history], ts - ts % HOUR_MS
+    if backed_by is None:
+        backed = await raw_backed(conn, sql, sids, hours)
+    else:
+        backed = await backed_by(conn, sids, hours)
     to_raw = np.zeros(len(rows), dtype=bool)
     to_raw[history[backed]] = True
     merge = history[~backed]

@@ -43,6 +43,9 @@ class RowSql:
     # Whether `last` can come from the same pass as the other aggregates (PostgreSQL's
     # greatest [ts, value] array) for buckets up to SINGLE_PASS_MAX_WIDTH_MS.
     last_in_one_pass = False
+    # Whether a write transaction excludes every other writer from its start (SQLite's BEGIN
+    # IMMEDIATE), so that what it reads stays as read until it commits.
+    writers_exclude_each_other = False
 
     def counted(self, alias: str = "s") -> str:
         """SQL: the sample `alias` takes part in rollups, that is, its value is not a NaN."""

@@ -95,6 +95,9 @@ class RowSampleStore:
         self._defaults = defaults
         self._grace_ms = grace_ms
         self.backend = open_backend(settings, engines)
+        # Which hours raw samples back, for history placement: the row tables' own answer unless
+        # a layout that keeps raw samples elsewhere too (the block layout) gives its own.
+        self.hours_backed: history.RawBacked | None = None
         self._partitions = Partitions(
             isinstance(self.backend, PostgresRows),
             lambda: metric_floors(self._clock(), defaults, None, None, grace_ms).raw,
@@ -187,14 +190,16 @@ class RowSampleStore:
         to_raw = rows.kinds == RAW
         placement = None
         if plan.has_history:
-            placement = await history.place(conn, self.backend, rows, plan, batch.keys)
+            placement = await history.place(
+                conn, self.backend, rows, plan, batch.keys, self.hours_backed
+            )
             to_raw |= placement.to_raw
         await self.backend.write(conn, *self._raw(rows.take(to_raw)))
         if placement is None:
             return
         if not await history.write_merged(conn, self.backend, placement.merged):
             # A bucket filled since it was checked: say which, and roll back.
-            await history.place(conn, self.backend, rows, plan, batch.keys)
+            await history.place(conn, self.backend, rows, plan, batch.keys, self.hours_backed)
             raise RuntimeError("a rollup row appeared during the write; retry it")
         merged_keys = np.unique(rows.keys[rows.kinds == HISTORY])
         metrics = {batch.keys[int(k)].metric for k in merged_keys}

@@ -68,6 +68,7 @@ def write_rows(
 class SqliteRows(RowSql):
     name = "sqlite"
     may_place_history_shared = True  # the write lock excludes retention already
+    writers_exclude_each_other = True  # BEGIN IMMEDIATE (app.storage.engine)
 
     def counted(self, alias: str = "s") -> str:
         return f"({alias}.bits IS NULL OR {alias}.bits = {exact_values.NEG_ZERO_BITS})"

@@ -1,0 +1,316 @@
+"""The block layout as a sample store (STORAGE_LAYOUT=blocks, docs/storage.md#the-block-layout):
+a head of rows, the `samples` table exactly as the row layout keeps it (a `RowSampleStore`,
+whose writes, marks and horizon rules are used unchanged), and `blocks`, the closed 2 h spans of
+each series compressed (app.storage.blocks), which compaction (`samples.compaction`) fills from
+the head.
+
+Reads decode the blocks overlapping the range and lay the head's rows over them: a head row is
+always newer than the block of its span (compaction deletes the rows it folds in, in the same
+transaction), so the head wins. Every read takes the head's rows before the blocks: outside
+one snapshot, a compaction committing in between only moves rows from the head into blocks, so
+nothing is missed. One Python step per block, none per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from sqlalchemy import ColumnElement, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.config import Settings
+from app.model import SampleBatch
+from app.services.retention import RetentionPlan
+from app.services.rollup import Buckets, Resolution, aggregate
+from app.storage import schema
+from app.storage.blocks.codec import decode_block
+from app.storage.blocks.read import Rows, decode_range, no_rows, overlay, read_range
+from app.storage.engine import Engines
+from app.storage.samples import block_table, compaction
+from app.storage.samples.block_retention import drop_blocks
+from app.storage.samples.block_table import SPAN_MS, bad_nans, overlapping, spans_of
+from app.storage.samples.protocol import (
+    BucketRange,
+    BucketSelection,
+    MarkedBuckets,
+    Points,
+    RawDrop,
+    SeriesResolver,
+    no_points,
+)
+from app.storage.samples.row_sql import buckets_of, id_list, marks_where
+from app.storage.samples.rows import RowSampleStore
+from app.storage.writes import AppendResult
+
+SERIES_GROUP = 100  # series read together: memory is bounded by the group and the limit
+EVERYTHING = 2**62
+ROLLUP_COLUMNS = ("series_id", "bucket", "count", "sum", "min", "max", "sumsq", "last", "last_ts")
+
+
+def as_points(rows: Rows) -> Points:
+    return rows.series, rows.ts, rows.values
+
+
+def as_rows(points: Points) -> Rows:
+    return Rows(*points)
+
+
+def empty_buckets() -> Buckets:
+    return buckets_of([])
+
+
+class BlockSampleStore:
+    def __init__(
+        self,
+        settings: Settings,
+        engines: Engines,
+        clock: Callable[[], int],
+        defaults: Mapping[str, int],
+        grace_ms: int,
+    ) -> None:
+        self._engines = engines
+        self.head = RowSampleStore(settings, engines, clock, defaults, grace_ms)
+        # History placement asks which hours raw samples back: the blocks' too.
+        self.head.hours_backed = self.hours_with_samples
+
+    async def close(self) -> None:
+        await self.head.close()
+
+    async def writer_read_only(self) -> bool | None:
+        return await self.head.writer_read_only()
+
+    async def append(
+        self, batch: SampleBatch, ids: np.ndarray, missing: list[int], resolve: SeriesResolver
+    ) -> AppendResult:
+        return await self.head.append(batch, ids, missing, resolve)
+
+    async def compact(
+        self, closed_before: int, guard: compaction.Guard | None = None
+    ) -> compaction.Compacted:
+        """Fold the head's rows of spans ending by `closed_before` into blocks, each chunk's
+        transaction under `guard` (the store's write lock); the caller holds the job lock."""
+        if guard is None:
+            return await compaction.compact(self._engines.writer, self.head, closed_before)
+        return await compaction.compact(self._engines.writer, self.head, closed_before, guard)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def read(
+        self, conn: AsyncConnection, ids: Sequence[int], start_ms: int, end_ms: int, limit: int
+    ) -> Points:
+        ordered = sorted({int(i) for i in ids})
+        parts, remaining = [], limit
+        for first in range(0, len(ordered), SERIES_GROUP):
+            if remaining <= 0:
+                break
+            group = ordered[first : first + SERIES_GROUP]
+            rows = await self._read_group(conn, group, start_ms, end_ms, remaining)
+            parts.append(rows.take(slice(0, remaining)))
+            remaining -= len(parts[-1])
+        if not parts:
+            return no_points()
+        return (
+            np.concatenate([p.series for p in parts]),
+            np.concatenate([p.ts for p in parts]),
+            np.concatenate([p.values for p in parts]),
+        )
+
+    async def _read_group(
+        self, conn: AsyncConnection, group: Sequence[int], lo: int, hi: int, limit: int
+    ) -> Rows:
+        """The first `limit` samples of these series in [lo, hi]: the head's first `limit` rows
+        and the blocks up to the one that completes `limit` samples wholly inside the range
+        hold every one of them (the head's rows and the blocks' samples are each sorted and of
+        distinct keys)."""
+        head = as_rows(await self.head.read(conn, group, lo, hi, limit))
+        table = await block_table.sizes(conn, overlapping(group, lo, hi))
+        if not table.size:
+            return head
+        inside = np.where((table[:, 2] >= lo) & (table[:, 3] <= hi), table[:, 4], 0)
+        taken = int(np.searchsorted(np.cumsum(inside), limit, "left")) + 1
+        table = table[:taken]
+        blocks = await block_table.of_spans(conn, table[:, 0], table[:, 1])
+        return read_range(blocks, head, lo, hi)
+
+    async def read_at(
+        self, conn: AsyncConnection, ids: Sequence[int], stamps: Sequence[int]
+    ) -> Points:
+        head = as_rows(await self.head.read_at(conn, ids, stamps))
+        if not ids or not stamps:
+            return as_points(head)
+        wanted = np.unique(np.asarray(stamps, dtype=np.int64))
+        spans = np.unique(spans_of(wanted))
+        sids = np.repeat(np.unique(np.asarray(ids, dtype=np.int64)), spans.size)
+        blocks = await block_table.of_spans(conn, sids, np.tile(spans, sids.size // spans.size))
+        base = decode_range(blocks, int(wanted[0]), int(wanted[-1]))
+        base = base.take(np.isin(base.ts, wanted))
+        return as_points(overlay(base, head))
+
+    async def has_nan(
+        self, conn: AsyncConnection, ids: Sequence[int], start_ms: int, end_ms: int
+    ) -> bool:
+        if await self.head.has_nan(conn, ids, start_ms, end_ms):
+            return True
+        ordered = sorted({int(i) for i in ids})
+        for first in range(0, len(ordered), SERIES_GROUP):
+            where = overlapping(ordered[first : first + SERIES_GROUP], start_ms, end_ms)
+            blocks = await block_table.payloads(conn, f"{where} AND nans > 0")
+            found = decode_range(blocks, start_ms, end_ms)
+            found = found.take(bad_nans(found.values))
+            if not len(found):
+                continue
+            # A head row at one of these keys replaced the NaN (and is not one: checked above).
+            series = sorted(set(found.series.tolist()))
+            head = as_rows(await self.head.read_at(conn, series, found.ts.tolist()))
+            if not _all_replaced(found, head):
+                return True
+        return False
+
+    async def _points(self, conn: AsyncConnection, ids: Sequence[int], lo: int, hi: int) -> Rows:
+        return as_rows(await self.read(conn, ids, lo, hi, EVERYTHING))
+
+    # -- bucket aggregates ----------------------------------------------------------------------
+
+    async def aggregate(
+        self, conn: AsyncConnection, selection: BucketSelection, res: Resolution
+    ) -> Buckets:
+        rows, _ = await self._selected(conn, selection, res)
+        return aggregate(rows.series, rows.ts, rows.values, res.ms)
+
+    async def _selected(
+        self, conn: AsyncConnection, selection: BucketSelection, res: Resolution
+    ) -> tuple[Rows, np.ndarray]:
+        """The samples of the selection (NaN included) and the selected (series, bucket) pairs
+        (for a range: those with samples)."""
+        if isinstance(selection, BucketRange):
+            if not selection.ids:
+                return no_rows(), np.empty((0, 2), dtype=np.int64)
+            rows = await self._points(conn, selection.ids, selection.start_ms, selection.end_ms - 1)
+            return rows, np.column_stack([rows.series, rows.ts - rows.ts % res.ms])
+        if selection.ids is not None and not selection.ids:
+            return no_rows(), np.empty((0, 2), dtype=np.int64)
+        marks = selection.table
+        sql = f"SELECT {marks}.series_id, {marks}.bucket FROM {marks} WHERE true"
+        pairs = np.array(
+            [tuple(r) for r in (await conn.execute(text(sql + marks_where(selection)))).all()],
+            dtype=np.int64,
+        ).reshape(-1, 2)
+        if not pairs.size:
+            return no_rows(), pairs
+        return await self._of_pairs(conn, selection, pairs, res), pairs
+
+    async def _of_pairs(
+        self, conn: AsyncConnection, selection: MarkedBuckets, pairs: np.ndarray, res: Resolution
+    ) -> Rows:
+        """The samples in the marked buckets: the head's rows, then the blocks of their spans
+        (in this order, as every read: a compaction committing in between moves rows from the
+        head into blocks, never the other way)."""
+        marks = selection.table
+        in_marks = (
+            f"EXISTS (SELECT 1 FROM {marks} WHERE {marks}.series_id = samples.series_id"
+            f" AND samples.ts >= {marks}.bucket AND samples.ts < {marks}.bucket + {res.ms}"
+            f"{marks_where(selection)})"
+        )
+        series = id_list(np.unique(pairs[:, 0]))
+        where = f"series_id IN ({series}) AND {in_marks}"
+        head = as_rows(await self.head.backend.fetch(conn, where, EVERYTHING))
+        blocks = await block_table.of_spans(conn, pairs[:, 0], spans_of(pairs[:, 1]))
+        base = decode_range(blocks, -EVERYTHING, EVERYTHING)
+        rows = overlay(base, head)
+        keys = _pair_keys(rows.series, rows.ts - rows.ts % res.ms)
+        return rows.take(np.isin(keys, _pair_keys(pairs[:, 0], pairs[:, 1])))
+
+    async def store_aggregates(
+        self,
+        conn: AsyncConnection,
+        selection: MarkedBuckets,
+        res: Resolution,
+        selected: int | None = None,
+    ) -> int:
+        rows, _ = await self._selected(conn, selection, res)
+        buckets = aggregate(rows.series, rows.ts, rows.values, res.ms)
+        table = f"rollup_{res.name}"
+        if len(buckets):
+            columns = ", ".join(ROLLUP_COLUMNS)
+            values = ", ".join(f":{c}" for c in ROLLUP_COLUMNS)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in ROLLUP_COLUMNS[2:])
+            await conn.execute(
+                text(
+                    f"INSERT INTO {table} ({columns}) VALUES ({values})"
+                    f" ON CONFLICT (series_id, bucket) DO UPDATE SET {updates}"
+                ),
+                _rollup_params(buckets),
+            )
+        # Buckets whose samples are all NaN now aggregate to nothing: their rows go.
+        held = np.unique(_pair_keys(rows.series, rows.ts - rows.ts % res.ms))
+        emptied = held[~np.isin(held, _pair_keys(buckets.sids, buckets.bucket))]
+        if emptied.size:
+            await conn.execute(
+                text(f"DELETE FROM {table} WHERE series_id = :s AND bucket = :b"),
+                [{"s": int(k["s"]), "b": int(k["b"])} for k in emptied],
+            )
+        return len(buckets)
+
+    def has_samples_in(
+        self, series_id: ColumnElement[int], start_ms: int, end_ms: int
+    ) -> ColumnElement[bool]:
+        """The head's condition, or a block of the series overlapping [start, end] (to the
+        block: like Prometheus' series API, a block spanning the range counts)."""
+        b = schema.blocks.c
+        in_blocks = (
+            select(b.series_id)
+            .where(
+                b.series_id == series_id,
+                b.span_start > start_ms - SPAN_MS,
+                b.span_start <= end_ms,
+                b.first_ts <= end_ms,
+                b.last_ts >= start_ms,
+            )
+            .exists()
+        )
+        return or_(self.head.has_samples_in(series_id, start_ms, end_ms), in_blocks)
+
+    async def hours_with_samples(
+        self, conn: AsyncConnection, sids: np.ndarray, hours: np.ndarray
+    ) -> np.ndarray:
+        found: np.ndarray = await self.head.hours_with_samples(conn, sids, hours)
+        if not sids.size:
+            return found
+        blocks = await block_table.of_spans(conn, sids, spans_of(hours))
+        for block in blocks:
+            ts, _ = decode_block(block.payload)
+            pending = np.flatnonzero(~found & (sids == block.series))
+            for i in pending:
+                start = int(hours[i])
+                a = np.searchsorted(ts, start, "left")
+                found[i] = a < ts.size and ts[a] < start + 3_600_000
+        return found
+
+    # -- retention ------------------------------------------------------------------------------
+
+    async def drop_before(self, conn: AsyncConnection, plan: RetentionPlan) -> RawDrop:
+        dropped = await self.head.drop_before(conn, plan)
+        return RawDrop(dropped.rows + await drop_blocks(conn, plan), dropped.partitions)
+
+
+PAIR = np.dtype([("s", "<i8"), ("b", "<i8")])
+
+
+def _pair_keys(series: np.ndarray, bucket: np.ndarray) -> np.ndarray:
+    out = np.empty(series.size, dtype=PAIR)
+    out["s"], out["b"] = series, bucket
+    return out
+
+
+def _all_replaced(found: Rows, head: Rows) -> bool:
+    """Whether every key of `found` has a head row."""
+    if len(head) < len(found):
+        return False
+    return bool(np.isin(_pair_keys(found.series, found.ts), _pair_keys(head.series, head.ts)).all())
+
+
+def _rollup_params(b: Buckets) -> list[dict[str, object]]:
+    columns = (b.sids, b.bucket, b.count, b.sum, b.min, b.max, b.sumsq, b.last, b.last_ts)
+    lists = [c.tolist() for c in columns]
+    return [dict(zip(ROLLUP_COLUMNS, row, strict=True)) for row in zip(*lists, strict=True)]
