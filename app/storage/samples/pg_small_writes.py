@@ -30,6 +30,7 @@ import numpy as np
 
 from app.storage.dialect import SHARED_RETENTION_LOCK, driver_errors
 from app.storage.maintenance import POLICY_SQL_ASYNCPG
+from app.storage.writes import RowsExist
 
 BEGIN_LOCKED = f"BEGIN; {SHARED_RETENTION_LOCK}"
 
@@ -39,6 +40,10 @@ BEGIN_LOCKED = f"BEGIN; {SHARED_RETENTION_LOCK}"
 # listed to the first: so samples, 1m, 5m, 1h, the order in which the pool's path
 # (PostgresRows.write) takes its row locks. Two processes writing the same rows, one on each
 # path, would otherwise deadlock (tests/storage/test_pg_small_writes.py).
+# Samples are only inserted: if one existed (the command tag counts fewer rows than were sent),
+# the write is rolled back and RowsExist raised, and the store redoes it on the general path,
+# which overwrites and counts what it replaced. Updating here, after the marks' locks, would
+# take the locks in another order than the general path does.
 WRITE = """
 WITH marked_1h AS (
   INSERT INTO rollup_dirty_1h (series_id, bucket) SELECT * FROM unnest($8::integer[], $9::bigint[])
@@ -52,7 +57,7 @@ WITH marked_1h AS (
 )
 INSERT INTO samples (series_id, ts, value)
 SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[])
-ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
+ON CONFLICT DO NOTHING
 """
 
 
@@ -99,7 +104,8 @@ class SmallWrites:
         prepare: Callable[[Sequence[Sequence[Any]]], list[list[Any]]],
     ) -> None:
         """One transaction: `prepare` sees the policy rows of `metrics` (maintenance.policy_sql)
-        and returns WRITE's parameters (`arguments`), or raises to refuse the write."""
+        and returns WRITE's parameters (`arguments`), or raises to refuse the write. RowsExist
+        (rolled back) if a sample of it was stored already."""
         async with self._turn:
             await self._write(metrics, prepare)
 
@@ -119,7 +125,11 @@ class SmallWrites:
                     await conn.execute("ROLLBACK")
                 raise
             with driver_errors(WRITE):
-                await conn.execute(WRITE, *args)
+                status = await conn.execute(WRITE, *args)
+            if int(status.rsplit(" ", 1)[-1]) < len(args[0]):
+                with driver_errors("ROLLBACK"):
+                    await conn.execute("ROLLBACK")
+                raise RowsExist
             with driver_errors("COMMIT"):
                 await conn.execute("COMMIT")
         except Exception:

@@ -10,7 +10,12 @@ decision (`_plan`: floors and kinds; `Rows.of`: the rows, de-duplicated; `_raw`:
 their marks and the partitions they need) in the same order of statements. A batch found
 to hold history on a road that cannot place it is redone on the general road holding the
 retention lock alone; one that needs day partitions not made sure of yet is redone after
-creating them.
+creating them; one that finds its raw rows stored already on a road that cannot count what it
+overwrites (PostgreSQL's kept connection) is redone on the general road.
+
+Overwrites are counted by the backend's raw write without a cost where nothing exists yet: the
+rows are first inserted skipping those that exist, and only when fewer went in than were sent
+are the rest upserted where their bits differ (`AppendResult.overwritten`).
 
 Nothing here asks which backend it runs on: what differs is in `SqliteRows` and `PostgresRows`.
 """
@@ -50,6 +55,7 @@ from app.storage.writes import (
     NeedsPartitions,
     Policies,
     Rows,
+    RowsExist,
     WritePlan,
     metrics_of,
     plan_write,
@@ -113,12 +119,14 @@ class RowSampleStore:
     ) -> AppendResult:
         if len(batch) == 0:
             return AppendResult()
-        exclusive = False
+        exclusive = general = False
         for _ in range(WRITE_ATTEMPTS):
             try:
-                return await self._append_once(batch, ids, missing, resolve, exclusive)
+                return await self._append_once(batch, ids, missing, resolve, exclusive, general)
             except NeedsExclusive:
                 exclusive = True
+            except RowsExist:
+                general = True
             except NeedsPartitions as needed:
                 await self._partitions.create(self._engines.writer, needed.days)
         raise RuntimeError("the write kept finding day partitions missing; retry it")
@@ -130,12 +138,13 @@ class RowSampleStore:
         missing: list[int],
         resolve: SeriesResolver,
         exclusive: bool,
+        general: bool,
     ) -> AppendResult:
         if missing:  # a rolled-back attempt may have filled some in
             ids[missing] = -1
         await self._partitions.ensure(self._engines.writer, batch)
         names = policy_names(metrics_of(batch))
-        if not missing and not exclusive and self.backend.takes_known(len(batch)):
+        if not (missing or exclusive or general) and self.backend.takes_known(len(batch)):
             return await self._append_known(batch, ids, names)
         async with self._engines.writer.begin() as conn:
             await self.backend.retention_lock(conn, exclusive)
@@ -143,9 +152,9 @@ class RowSampleStore:
             plan = self._plan(batch, policies, exclusive or self.backend.may_place_history_shared)
             rejected = await resolve(conn, ids, missing) if missing else {}
             rows = Rows.of(batch, ids, plan.kinds)
-            await self._write_rows(conn, batch, rows, plan)
+            overwritten = await self._write_rows(conn, batch, rows, plan)
         self._partitions.learn(plan)
-        return rows.result(plan.kinds, rejected)
+        return rows.result(plan.kinds, rejected, overwritten)
 
     async def _append_known(
         self, batch: SampleBatch, ids: np.ndarray, names: Sequence[str]
@@ -160,9 +169,10 @@ class RowSampleStore:
             done.append((plan, rows.result(plan.kinds, {})))
             return raw
 
-        await self.backend.write_known(self._engines.writer, names, decide)
+        overwritten = await self.backend.write_known(self._engines.writer, names, decide)
         plan, result = done[-1]
         self._partitions.learn(plan)
+        result.overwritten = overwritten
         return result
 
     def _plan(self, batch: SampleBatch, policies: Policies, may_place_history: bool) -> WritePlan:
@@ -181,17 +191,18 @@ class RowSampleStore:
 
     async def _write_rows(
         self, conn: AsyncConnection, batch: SampleBatch, rows: Rows, plan: WritePlan
-    ) -> None:
+    ) -> int:
         """Raw rows with their marks; history placed (app.storage.samples.history) and its
-        metrics' raw horizons moved to the floor it was placed behind."""
+        metrics' raw horizons moved to the floor it was placed behind. Returns the raw rows
+        that overwrote a different value."""
         to_raw = rows.kinds == RAW
         placement = None
         if plan.has_history:
             placement = await history.place(conn, self.backend, rows, plan, batch.keys)
             to_raw |= placement.to_raw
-        await self.backend.write(conn, *self._raw(rows.take(to_raw)))
+        overwritten = await self.backend.write(conn, *self._raw(rows.take(to_raw)))
         if placement is None:
-            return
+            return overwritten
         if not await history.write_merged(conn, self.backend, placement.merged):
             # A bucket filled since it was checked: say which, and roll back.
             await history.place(conn, self.backend, rows, plan, batch.keys)
@@ -199,6 +210,7 @@ class RowSampleStore:
         merged_keys = np.unique(rows.keys[rows.kinds == HISTORY])
         metrics = {batch.keys[int(k)].metric for k in merged_keys}
         await maintenance.record_horizons(conn, {m: plan.floors[m].raw for m in metrics})
+        return overwritten
 
     # -- reads ----------------------------------------------------------------------------------
 
