@@ -63,11 +63,6 @@ class NeedsExclusive(Exception):
     holding the retention lock alone (PostgreSQL), so no write decides on the floor meanwhile."""
 
 
-class RowsExist(Exception):
-    """Some raw rows of a write on the short road (PostgreSQL's kept connection) exist already:
-    redo it on the general road, which overwrites them and counts what it replaced."""
-
-
 @dataclass(eq=False)
 class NeedsPartitions(Exception):
     """Raw rows fall on day partitions this process has not made sure of (PostgreSQL)."""

@@ -83,15 +83,13 @@ class PostgresRows(RowSql):
         names: Sequence[str],
         decide: Callable[[Policies], RawRows],
     ) -> int:
-        """On the connection kept for small writes, in four round trips (not the pool's). It
-        only inserts: RowsExist (rolled back) if a row existed, so the write is redone on the
-        general road; so nothing it writes overwrites (0)."""
+        """On the connection kept for small writes, in four round trips (not the pool's; five
+        when a sample existed). Returns the samples that overwrote a different value."""
 
         def prepare(policy_rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
             return SmallWrites.arguments(*decide(Policies.of(policy_rows)))
 
-        await self._small_writes.write(names, prepare)
-        return 0
+        return await self._small_writes.write(names, prepare)
 
     async def retention_lock(self, conn: AsyncConnection, exclusive: bool) -> None:
         """Writers share the retention lock; a write holding history holds it alone."""

@@ -10,8 +10,7 @@ decision (`_plan`: floors and kinds; `Rows.of`: the rows, de-duplicated; `_raw`:
 their marks and the partitions they need) in the same order of statements. A batch found
 to hold history on a road that cannot place it is redone on the general road holding the
 retention lock alone; one that needs day partitions not made sure of yet is redone after
-creating them; one that finds its raw rows stored already on a road that cannot count what it
-overwrites (PostgreSQL's kept connection) is redone on the general road.
+creating them.
 
 Overwrites are counted by the backend's raw write without a cost where nothing exists yet: the
 rows are first inserted skipping those that exist, and only when fewer went in than were sent
@@ -55,7 +54,6 @@ from app.storage.writes import (
     NeedsPartitions,
     Policies,
     Rows,
-    RowsExist,
     WritePlan,
     metrics_of,
     plan_write,
@@ -119,14 +117,12 @@ class RowSampleStore:
     ) -> AppendResult:
         if len(batch) == 0:
             return AppendResult()
-        exclusive = general = False
+        exclusive = False
         for _ in range(WRITE_ATTEMPTS):
             try:
-                return await self._append_once(batch, ids, missing, resolve, exclusive, general)
+                return await self._append_once(batch, ids, missing, resolve, exclusive)
             except NeedsExclusive:
                 exclusive = True
-            except RowsExist:
-                general = True
             except NeedsPartitions as needed:
                 await self._partitions.create(self._engines.writer, needed.days)
         raise RuntimeError("the write kept finding day partitions missing; retry it")
@@ -138,13 +134,12 @@ class RowSampleStore:
         missing: list[int],
         resolve: SeriesResolver,
         exclusive: bool,
-        general: bool,
     ) -> AppendResult:
         if missing:  # a rolled-back attempt may have filled some in
             ids[missing] = -1
         await self._partitions.ensure(self._engines.writer, batch)
         names = policy_names(metrics_of(batch))
-        if not (missing or exclusive or general) and self.backend.takes_known(len(batch)):
+        if not missing and not exclusive and self.backend.takes_known(len(batch)):
             return await self._append_known(batch, ids, names)
         async with self._engines.writer.begin() as conn:
             await self.backend.retention_lock(conn, exclusive)
