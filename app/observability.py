@@ -32,6 +32,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import ReadKey
@@ -458,6 +460,31 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE)
 
 
+OVERWRITTEN_HELP = (
+    "Samples that replaced a stored raw sample at the same series and timestamp holding a"
+    " different value (exact float64 bits: a stale marker replaced by a NaN counts, -0.0 after"
+    " 0.0 too), on every write path, since start; the same value again is not counted."
+)
+
+
+class StoreCounters(Collector):
+    """Counters the store keeps itself (it counts after commit), read when `/metrics` is
+    generated: so every write path is counted, whichever route or job called the store."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        store = getattr(self._app.state, "store", None)
+        overwritten = getattr(store, "samples_overwritten", 0)
+        yield CounterMetricFamily(
+            "metrics_overwritten_samples", OVERWRITTEN_HELP, value=overwritten
+        )
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("metrics_overwritten_samples", OVERWRITTEN_HELP)
+
+
 def metrics_of(app: Any) -> Metrics | None:
     found = getattr(app.state, "observability", None)
     return found if isinstance(found, Metrics) else None
@@ -471,6 +498,7 @@ def install(app: FastAPI) -> None:
     metrics = Metrics()
     app.state.observability = metrics
     app.state.metrics_registry = metrics.registry
+    metrics.registry.register(StoreCounters(app))
     recorder = RequestRecorder(metrics, app.state.settings)
     app.state.request_recorder = recorder
     app.add_middleware(ObservabilityMiddleware, recorder=recorder)

@@ -177,6 +177,9 @@ class Store(AlertStore):
         self._metadata_written: dict[tuple[str, str], int] = {}  # (metric, fingerprint) -> ms
         self._write_lock = asyncio.Lock()
         self._write_fault: faults.Fault | None = None
+        # Committed raw samples that replaced a different value, since the store opened
+        # (`/metrics`: metrics_overwritten_samples_total).
+        self.samples_overwritten = 0
         # Raw-sample I/O (app.storage.samples); `lambda`: tests set `clock` after opening.
         self.samples: SampleStore = open_sample_store(
             settings, engines, lambda: self.clock(), self._defaults, self._grace_ms
@@ -255,6 +258,7 @@ class Store(AlertStore):
             with self._noting_faults():
                 ids, missing = self._cached_ids(batch.keys)
                 result = await self.samples.append(batch, ids, missing, resolve)
+        self.samples_overwritten += result.overwritten  # committed: counted
         # Only after commit: ids of series created in a rolled-back transaction must not be cached.
         for i in missing:
             if ids[i] >= 0:

@@ -73,13 +73,16 @@ class NeedsPartitions(Exception):
 @dataclass
 class AppendResult:
     """What a write did, counted after de-duplication; `kinds` gives RAW, HISTORY (rollups
-    only) or BEYOND per sample of the batch, in request order (None: every one went raw)."""
+    only) or BEYOND per sample of the batch, in request order (None: every one went raw).
+    `overwritten`: raw samples that replaced a stored one at the same (series, ts) holding a
+    different float64 bit pattern (last write wins); the same value again is not counted."""
 
     raw: int = 0
     rollups_only: int = 0
     beyond_retention: int = 0
     rejected: dict[int, CardinalityExceeded] = field(default_factory=dict)  # key index -> reason
     kinds: np.ndarray | None = None
+    overwritten: int = 0
 
     @property
     def written(self) -> int:
@@ -248,7 +251,10 @@ class Rows:
         return [(res.name, *bucket_pairs(self.sids, self.ts, res.ms)) for res in RESOLUTIONS]
 
     def result(
-        self, batch_kinds: np.ndarray, rejected: dict[int, CardinalityExceeded]
+        self,
+        batch_kinds: np.ndarray,
+        rejected: dict[int, CardinalityExceeded],
+        overwritten: int = 0,
     ) -> AppendResult:
         counts = np.bincount(self.kinds, minlength=3)
         everything_raw = not batch_kinds.any()
@@ -258,4 +264,5 @@ class Rows:
             beyond_retention=int(counts[BEYOND]),
             rejected=rejected,
             kinds=None if everything_raw else batch_kinds,
+            overwritten=overwritten,
         )

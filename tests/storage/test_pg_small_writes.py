@@ -144,3 +144,45 @@ def test_both_write_paths_lock_the_tables_in_the_same_order(
         )
     assert len(orders) == 2, orders
     assert orders[0] == orders[1] == list(LOGGED)
+
+
+def test_the_kept_connection_counts_overwrites_and_marks_their_buckets(
+    database_url: str, backend: str
+) -> None:
+    """A sample that exists makes the kept connection's write a second statement: the samples
+    upserted where the bits differ (counted), then the marks, which the first one left out."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL only")
+    now = int(time.time() * 1000) - 60_000
+    key = series_key("cpu", b'{"host":"a"}')
+
+    async def marks_and_clear() -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            tables = ("rollup_dirty_1m", "rollup_dirty_5m", "rollup_dirty_1h")
+            found = [int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in tables]
+            for table in tables:
+                await conn.execute(f"DELETE FROM {table}")
+            return min(found)
+        finally:
+            await conn.close()
+
+    async def scenario() -> tuple[list[int], list[int], list[float]]:
+        store = Store.open(test_settings(database_url))
+        counts, marked = [], []
+        try:
+            await store.append(merge([Sample(key, now, 1.0)])[0])  # a new series: the pool
+            await marks_and_clear()
+            for ts, value in ((now + 1, 2.0), (now + 1, 2.0), (now + 1, 0.0), (now, -0.0)):
+                result = await store.append(merge([Sample(key, ts, value)])[0])  # kept
+                counts.append(result.overwritten)
+                marked.append(await marks_and_clear())
+            found, _ = await store.select_raw("cpu", [], now, now + 10, 100)
+            return counts, marked, found[0].values.tolist()
+        finally:
+            await store.close()
+
+    counts, marked, values = asyncio.run(scenario())
+    assert counts == [0, 0, 1, 1]  # new; the same again; 2.0 -> 0.0; 1.0 -> -0.0
+    assert marked == [1, 1, 1, 1]  # every write marks its buckets in all three resolutions
+    assert [str(v) for v in values] == ["-0.0", "0.0"]

@@ -222,9 +222,15 @@ def test_the_last_write_of_a_series_and_timestamp_wins(
             points = [("a", T0, 1.0), ("a", T0, 2.0), ("b", T0, 5.0), ("a", T0, 3.0)]
             result, ids = await subject.write("lww", points)
             assert result.raw == 2  # counted after de-duplication
-            # Overwrites in a later write, NaN over a number and a number over NaN included.
-            await subject.write("lww", [("a", T0, float("nan")), ("b", T0, 6.0)])
-            await subject.write("lww", [("a", T0, -0.0)])
+            assert result.overwritten == 0  # repeats within a batch replace nothing stored
+            # Overwrites in a later write, NaN over a number and a number over NaN included,
+            # each counted; the same bits again are not.
+            result, _ = await subject.write("lww", [("a", T0, float("nan")), ("b", T0, 6.0)])
+            assert result.overwritten == 2
+            result, _ = await subject.write("lww", [("a", T0, -0.0), ("b", T0, 6.0)])
+            assert result.overwritten == 1
+            result, _ = await subject.write("lww", [("a", T0, -0.0), ("b", T0 + 1, 6.0)])
+            assert result.overwritten == 0
             _, ts, values = await subject.read([ids["a"], ids["b"]], T0, T0)
             assert ts.tolist() == [T0, T0]
             assert bits(values) == [0x8000000000000000, bits(np.array([6.0]))[0]]

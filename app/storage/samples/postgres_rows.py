@@ -1,7 +1,9 @@
-"""PostgreSQL's side of the row tables: new rows by binary `COPY` (app.storage.pg_copy), overwrites
-through `unnest` arrays, one statement per batch; small writes of known series on a connection
-kept for them (app.storage.samples.pg_small_writes); raw reads as one binary COPY buffer that
-numpy reads in place. float8 keeps every bit pattern itself.
+"""PostgreSQL's side of the row tables: new rows by binary `COPY` (app.storage.pg_copy), else
+through `unnest` arrays: one statement inserting what does not exist, and only if some rows did,
+a second one upserting them where the stored bits differ (`float8send`: a stale marker and a
+NaN differ, and -0.0 and 0.0), its row count being the overwrites; small writes of known
+series on a connection kept for them (app.storage.samples.pg_small_writes); raw reads as one
+binary COPY buffer that numpy reads in place. float8 keeps every bit pattern itself.
 
 Invalidation marks: a mark that already exists is touched (row-locked), so a job that claims it
 concurrently waits for the writer's commit and then sees its samples
@@ -40,6 +42,18 @@ from app.storage.writes import Marks, Policies
 ORDERED_READ_SETTINGS = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
 SQL_ARRAY_TYPES = {">i4": "integer[]", ">i8": "bigint[]", ">f8": "double precision[]"}
 RawRows = tuple[np.ndarray, np.ndarray, np.ndarray, Marks]
+UNNEST_SAMPLES = (
+    "INSERT INTO samples (series_id, ts, value) SELECT * FROM unnest(CAST(:sids AS integer[]),"
+    " CAST(:ts AS bigint[]), CAST(:vals AS double precision[]))"
+)
+# PostgreSQL 15 gives no xmax in RETURNING from a partitioned table, the usual way to tell an
+# update from an insert in one statement; hence the two. Both take their row locks in the
+# order of the rows (series, ts), as the one upsert before them did.
+INSERT_NEW = f"{UNNEST_SAMPLES} ON CONFLICT DO NOTHING"
+OVERWRITE = (
+    f"{UNNEST_SAMPLES} ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value"
+    " WHERE float8send(samples.value) IS DISTINCT FROM float8send(EXCLUDED.value)"
+)
 
 
 class PostgresRows(RowSql):
@@ -68,13 +82,14 @@ class PostgresRows(RowSql):
         writer: AsyncEngine,
         names: Sequence[str],
         decide: Callable[[Policies], RawRows],
-    ) -> None:
-        """On the connection kept for small writes, in four round trips (not the pool's)."""
+    ) -> int:
+        """On the connection kept for small writes, in four round trips (not the pool's; five
+        when a sample existed). Returns the samples that overwrote a different value."""
 
         def prepare(policy_rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
             return SmallWrites.arguments(*decide(Policies.of(policy_rows)))
 
-        await self._small_writes.write(names, prepare)
+        return await self._small_writes.write(names, prepare)
 
     async def retention_lock(self, conn: AsyncConnection, exclusive: bool) -> None:
         """Writers share the retention lock; a write holding history holds it alone."""
@@ -90,29 +105,28 @@ class PostgresRows(RowSql):
         ts: np.ndarray,
         values: np.ndarray,
         marks: Marks,
-    ) -> None:
+    ) -> int:
         """Upsert samples (last write wins; each (series, ts) at most once), then their marks,
         in the order the kept connection's statement takes its row locks (samples, 1m, 5m,
-        1h): two processes writing the same rows, one on each road, would otherwise deadlock."""
-        await self._upsert_samples(conn, sids, ts, values)
+        1h): two processes writing the same rows, one on each road, would otherwise deadlock.
+        Returns the samples that replaced a different value."""
+        overwritten = await self._upsert_samples(conn, sids, ts, values)
         for resolution, mark_sids, buckets in marks:
             await self._mark_dirty(conn, resolution, mark_sids, buckets)
+        return overwritten
 
     async def _upsert_samples(
         self, conn: AsyncConnection, sids: np.ndarray, ts: np.ndarray, values: np.ndarray
-    ) -> None:
+    ) -> int:
         if sids.size == 0:
-            return
+            return 0
         if await copy_new_rows(conn, "samples", pg_copy.SAMPLE_COLUMNS, sids, ts, values):
-            return
-        await conn.execute(
-            text(
-                "INSERT INTO samples (series_id, ts, value) SELECT * FROM unnest(CAST(:sids AS"
-                " integer[]), CAST(:ts AS bigint[]), CAST(:vals AS double precision[]))"
-                " ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value"
-            ),
-            {"sids": sids.tolist(), "ts": ts.tolist(), "vals": values.tolist()},
-        )
+            return 0
+        params = {"sids": sids.tolist(), "ts": ts.tolist(), "vals": values.tolist()}
+        inserted = (await conn.execute(text(INSERT_NEW), params)).rowcount
+        if inserted == sids.size:
+            return 0
+        return int((await conn.execute(text(OVERWRITE), params)).rowcount or 0)
 
     async def _mark_dirty(
         self, conn: AsyncConnection, resolution: str, sids: np.ndarray, buckets: np.ndarray

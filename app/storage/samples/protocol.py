@@ -92,7 +92,9 @@ class SampleStore(Protocol):
         series (`ids` holds the known ones, -1 for the others; filled in), store what is at or
         after its raw floor (last write wins) with its invalidation marks, place history, leave
         out what is beyond retention. Raises CardinalityExceeded or HistoryConflict with
-        nothing written. Called one at a time per process (the store's write lock)."""
+        nothing written. Counts in `AppendResult.overwritten` the raw samples that replaced a
+        stored one of other float64 bits (the same bits again: none), at no cost to a write
+        that replaces nothing. Called one at a time per process (the store's write lock)."""
         ...
 
     async def read(

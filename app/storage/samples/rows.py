@@ -12,6 +12,10 @@ to hold history on a road that cannot place it is redone on the general road hol
 retention lock alone; one that needs day partitions not made sure of yet is redone after
 creating them.
 
+Overwrites are counted by the backend's raw write without a cost where nothing exists yet: the
+rows are first inserted skipping those that exist, and only when fewer went in than were sent
+are the rest upserted where their bits differ (`AppendResult.overwritten`).
+
 Nothing here asks which backend it runs on: what differs is in `SqliteRows` and `PostgresRows`.
 """
 
@@ -146,9 +150,9 @@ class RowSampleStore:
             plan = self._plan(batch, policies, exclusive or self.backend.may_place_history_shared)
             rejected = await resolve(conn, ids, missing) if missing else {}
             rows = Rows.of(batch, ids, plan.kinds)
-            await self._write_rows(conn, batch, rows, plan)
+            overwritten = await self._write_rows(conn, batch, rows, plan)
         self._partitions.learn(plan)
-        return rows.result(plan.kinds, rejected)
+        return rows.result(plan.kinds, rejected, overwritten)
 
     async def _append_known(
         self, batch: SampleBatch, ids: np.ndarray, names: Sequence[str]
@@ -163,9 +167,10 @@ class RowSampleStore:
             done.append((plan, rows.result(plan.kinds, {})))
             return raw
 
-        await self.backend.write_known(self._engines.writer, names, decide)
+        overwritten = await self.backend.write_known(self._engines.writer, names, decide)
         plan, result = done[-1]
         self._partitions.learn(plan)
+        result.overwritten = overwritten
         return result
 
     def _plan(self, batch: SampleBatch, policies: Policies, may_place_history: bool) -> WritePlan:
@@ -184,9 +189,10 @@ class RowSampleStore:
 
     async def _write_rows(
         self, conn: AsyncConnection, batch: SampleBatch, rows: Rows, plan: WritePlan
-    ) -> None:
+    ) -> int:
         """Raw rows with their marks; history placed (app.storage.samples.history) and its
-        metrics' raw horizons moved to the floor it was placed behind."""
+        metrics' raw horizons moved to the floor it was placed behind. Returns the raw rows
+        that overwrote a different value."""
         to_raw = rows.kinds == RAW
         placement = None
         if plan.has_history:
@@ -194,9 +200,9 @@ class RowSampleStore:
                 conn, self.backend, rows, plan, batch.keys, self.hours_backed
             )
             to_raw |= placement.to_raw
-        await self.backend.write(conn, *self._raw(rows.take(to_raw)))
+        overwritten = await self.backend.write(conn, *self._raw(rows.take(to_raw)))
         if placement is None:
-            return
+            return overwritten
         if not await history.write_merged(conn, self.backend, placement.merged):
             # A bucket filled since it was checked: say which, and roll back.
             await history.place(conn, self.backend, rows, plan, batch.keys, self.hours_backed)
@@ -204,6 +210,7 @@ class RowSampleStore:
         merged_keys = np.unique(rows.keys[rows.kinds == HISTORY])
         metrics = {batch.keys[int(k)].metric for k in merged_keys}
         await maintenance.record_horizons(conn, {m: plan.floors[m].raw for m in metrics})
+        return overwritten
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -27,14 +27,24 @@ from app.storage.samples.row_sql import RowSql
 from app.storage.samples.sqlite_thread import SqliteThread
 from app.storage.writes import Marks, Policies
 
+# A raw write inserts its rows skipping those that exist; only if fewer went in than were sent
+# does it upsert them all again, replacing (and counting) those whose exact value differs. A
+# write of new rows costs what it did (one executemany); the same value again changes nothing.
+SQLITE_INSERT = "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 SQLITE_UPSERT = (
     "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
     " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, bits = NULL"
+    " WHERE samples.value IS NOT excluded.value OR samples.bits IS NOT NULL"
 )
-# NaN and -0.0: 0.0 in `value`, the exact bits beside it (app.storage.exact_values).
+# NaN and -0.0: 0.0 in `value`, the exact bits beside it (app.storage.exact_values). A plain
+# value has NULL bits and is compared by `value`, where distinct doubles are distinct.
+SQLITE_INSERT_BITS = (
+    "INSERT INTO samples (series_id, ts, value, bits) VALUES (?, ?, 0.0, ?) ON CONFLICT DO NOTHING"
+)
 SQLITE_UPSERT_BITS = (
     "INSERT INTO samples (series_id, ts, value, bits) VALUES (?, ?, 0.0, ?)"
     " ON CONFLICT (series_id, ts) DO UPDATE SET value = 0.0, bits = excluded.bits"
+    " WHERE samples.bits IS NOT excluded.bits"
 )
 STALE_BITS = 0x7FF0000000000002
 BITS_OF = (
@@ -46,23 +56,42 @@ RawRows = tuple[np.ndarray, np.ndarray, np.ndarray, Marks]
 
 def write_rows(
     db: sqlite3.Connection, sids: np.ndarray, ts: np.ndarray, values: np.ndarray, marks: Marks
-) -> None:
-    """Upsert samples and their marks through the sqlite3 connection itself (its own thread)."""
+) -> int:
+    """Upsert samples and their marks through the sqlite3 connection itself (its own thread);
+    returns how many replaced a stored sample of a different value."""
+    overwritten = 0
     apart = exact_values.kept_apart(values)
     if apart.any():
         bits = exact_values.as_bits(values[apart])
-        db.executemany(
-            SQLITE_UPSERT_BITS,
-            zip(sids[apart].tolist(), ts[apart].tolist(), bits.tolist(), strict=True),
-        )
+        columns = (sids[apart].tolist(), ts[apart].tolist(), bits.tolist())
+        overwritten += _upsert(db, SQLITE_INSERT_BITS, SQLITE_UPSERT_BITS, columns)
         sids, ts, values = sids[~apart], ts[~apart], values[~apart]
-    db.executemany(SQLITE_UPSERT, zip(sids.tolist(), ts.tolist(), values.tolist(), strict=True))
+    columns = (sids.tolist(), ts.tolist(), values.tolist())
+    overwritten += _upsert(db, SQLITE_INSERT, SQLITE_UPSERT, columns)
     for resolution, mark_sids, buckets in marks:
         db.executemany(
             f"INSERT INTO rollup_dirty_{resolution} (series_id, bucket) VALUES (?, ?)"
             " ON CONFLICT DO NOTHING",
             zip(mark_sids.tolist(), buckets.tolist(), strict=True),
         )
+    return overwritten
+
+
+def _upsert(
+    db: sqlite3.Connection, insert: str, upsert: str, columns: tuple[list[Any], ...]
+) -> int:
+    """Rows inserted where none exists; if some did, all upserted again where the stored value
+    differs. Returns the rows replaced (no trigger on `samples`: total_changes counts rows)."""
+    if not columns[0]:
+        return 0
+    before = db.total_changes
+    db.executemany(insert, zip(*columns, strict=True))
+    inserted = db.total_changes - before
+    if inserted == len(columns[0]):
+        return 0
+    before = db.total_changes
+    db.executemany(upsert, zip(*columns, strict=True))
+    return db.total_changes - before
 
 
 class SqliteRows(RowSql):
@@ -84,18 +113,18 @@ class SqliteRows(RowSql):
         writer: AsyncEngine,
         names: Sequence[str],
         decide: Callable[[Policies], RawRows],
-    ) -> None:
+    ) -> int:
         """The whole transaction of a write of known series in one call on the writer
-        connection's thread."""
+        connection's thread; returns the samples that overwrote a different value."""
         statement, params = maintenance.sqlite_policy_query(names)
 
-        def write(db: sqlite3.Connection) -> None:
-            write_rows(db, *decide(Policies.of(db.execute(statement, params))))
+        def write(db: sqlite3.Connection) -> int:
+            return write_rows(db, *decide(Policies.of(db.execute(statement, params))))
 
         async with writer.connect() as conn:
             thread = await SqliteThread.of(conn)
             with driver_errors("BEGIN IMMEDIATE"):
-                await thread.transaction(write)
+                return await thread.transaction(write)
 
     async def retention_lock(self, conn: AsyncConnection, exclusive: bool) -> None:
         """Nothing: the write lock already excludes a retention run."""
@@ -107,11 +136,12 @@ class SqliteRows(RowSql):
         ts: np.ndarray,
         values: np.ndarray,
         marks: Marks,
-    ) -> None:
-        """Samples and marks inside the open transaction, in one call on the thread."""
+    ) -> int:
+        """Samples and marks inside the open transaction, in one call on the thread; returns
+        the samples that overwrote a different value."""
         thread = await SqliteThread.of(conn)
         with driver_errors(SQLITE_UPSERT):
-            await thread.run(lambda db: write_rows(db, sids, ts, values, marks))
+            return await thread.run(lambda db: write_rows(db, sids, ts, values, marks))
 
     async def insert_new_rows(
         self,
