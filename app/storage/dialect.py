@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -114,6 +116,33 @@ async def sqlite_transaction(conn: AsyncConnection, work: Callable[[sqlite3.Conn
     with driver_errors("BEGIN IMMEDIATE"):
         result: T = await driver._execute(run, driver._conn)
     return result
+
+
+@contextlib.asynccontextmanager
+async def sqlite_unsynced(conn: AsyncConnection, configured: str) -> AsyncIterator[None]:
+    """SQLite: the block's commits with `PRAGMA synchronous=NORMAL`, then back to `configured`.
+    For the jobs' transactions, whose work can always be redone: in WAL mode such a commit is
+    not on disk until a later one is synced (every acknowledged write is, with FULL), and a
+    power loss keeps a prefix of the commits, so it can only undo recent job work (marks and
+    rows back as they were, or raw samples not dropped yet), never a write. Without it each of
+    a job run's many short transactions waited for an fsync (7 ms on the test machine)."""
+    if configured == "NORMAL":
+        yield
+        return
+    driver = await _driver(conn)
+    with driver_errors("PRAGMA synchronous"):
+        await driver.execute("PRAGMA synchronous=NORMAL")
+    try:
+        yield
+    finally:
+        with driver_errors("PRAGMA synchronous"):
+            await driver.execute(f"PRAGMA synchronous={configured}")
+
+
+# PostgreSQL's counterpart for the jobs' transactions: the commit returns before its WAL is
+# flushed; a crash can lose only the last few, in order, and any later synchronous commit (every
+# acknowledged write) flushes them with it.
+UNSYNCED_COMMIT = "SET LOCAL synchronous_commit = off"
 
 
 @contextlib.contextmanager
@@ -263,14 +292,30 @@ async def _postgres_mark_dirty(
     )
 
 
-async def claim_dirty(conn: AsyncConnection, resolution: str, before_ms: int) -> int:
-    """Move marks of buckets starting before `before_ms` into the temp table `claimed`.
+Key = tuple[int, int]  # (series_id, bucket): the order marks are claimed in
+
+
+async def claim_dirty(
+    conn: AsyncConnection,
+    resolution: str,
+    before_ms: int,
+    *,
+    after: Key | None = None,
+    limit: int | None = None,
+    series: Sequence[int] | None = None,
+) -> tuple[int, Key | None]:
+    """Move marks of buckets starting before `before_ms` into the temp table `claimed`: with
+    `limit`, the first `limit` of them in (series, bucket) order after `after`; with `series`,
+    only those of these series. Returns how many were claimed and the last one.
 
     Must be its own statement, before the recomputation reads samples: on PostgreSQL (READ
     COMMITTED) the next statement takes a fresh snapshot that includes every writer whose mark
-    this claim waited for.
+    was touched before the claim. PostgreSQL skips marks a writer has locked (touched, not yet
+    committed): they stay for a later claim, so the job never waits for a write.
     """
     table = f"rollup_dirty_{resolution}"
+    where, params = _claim_conditions(before_ms, after, series)
+    order = f" ORDER BY series_id, bucket LIMIT {int(limit)}" if limit is not None else ""
     if is_postgres(conn):
         await conn.execute(
             text(
@@ -281,23 +326,59 @@ async def claim_dirty(conn: AsyncConnection, resolution: str, before_ms: int) ->
         await conn.execute(text("DELETE FROM claimed"))  # several claims may share a transaction
         result = await conn.execute(
             text(
-                f"WITH gone AS (DELETE FROM {table} WHERE bucket < :before"
-                " RETURNING series_id, bucket) INSERT INTO claimed SELECT * FROM gone"
+                f"WITH picked AS (SELECT series_id, bucket FROM {table} WHERE {where}{order}"
+                f" FOR UPDATE SKIP LOCKED), gone AS (DELETE FROM {table} d USING picked p"
+                " WHERE d.series_id = p.series_id AND d.bucket = p.bucket"
+                " RETURNING d.series_id, d.bucket) INSERT INTO claimed SELECT * FROM gone"
             ),
-            {"before": before_ms},
+            params,
         )
-        return int(result.rowcount or 0)
-    await conn.exec_driver_sql(
-        "CREATE TEMP TABLE IF NOT EXISTS claimed (series_id INTEGER NOT NULL,"
-        " bucket INTEGER NOT NULL, PRIMARY KEY (series_id, bucket)) WITHOUT ROWID"
-    )
-    await conn.exec_driver_sql("DELETE FROM claimed")
-    result = await conn.execute(
-        text(f"INSERT INTO claimed SELECT series_id, bucket FROM {table} WHERE bucket < :before"),
-        {"before": before_ms},
-    )
-    await conn.execute(text(f"DELETE FROM {table} WHERE bucket < :before"), {"before": before_ms})
-    return int(result.rowcount or 0)
+        claimed = int(result.rowcount or 0)
+        if claimed:
+            # Without statistics the planner takes the temp table for a thousand rows and may
+            # merge-join it with a whole partition's index: O(table) for each chunk of a run.
+            await conn.execute(text("ANALYZE claimed"))
+    else:
+        await conn.exec_driver_sql(
+            "CREATE TEMP TABLE IF NOT EXISTS claimed (series_id INTEGER NOT NULL,"
+            " bucket INTEGER NOT NULL, PRIMARY KEY (series_id, bucket)) WITHOUT ROWID"
+        )
+        await conn.exec_driver_sql("DELETE FROM claimed")
+        result = await conn.execute(
+            text(f"INSERT INTO claimed SELECT series_id, bucket FROM {table} WHERE {where}{order}"),
+            params,
+        )
+        claimed = int(result.rowcount or 0)
+    if claimed == 0:
+        return 0, None
+    last = (
+        await conn.execute(
+            text(
+                "SELECT series_id, bucket FROM claimed ORDER BY series_id DESC, bucket DESC LIMIT 1"
+            )
+        )
+    ).one()
+    if not is_postgres(conn):
+        # The claimed marks are the first ones in key order up to `last`: one range of the key.
+        # Nothing else writes in between (SQLite: one writer, this transaction).
+        params = {**params, "ls": int(last[0]), "lb": int(last[1])}
+        await conn.execute(
+            text(f"DELETE FROM {table} WHERE {where} AND (series_id, bucket) <= (:ls, :lb)"),
+            params,
+        )
+    return claimed, (int(last[0]), int(last[1]))
+
+
+def _claim_conditions(
+    before_ms: int, after: Key | None, series: Sequence[int] | None
+) -> tuple[str, dict[str, int]]:
+    where, params = ["bucket < :before"], {"before": int(before_ms)}
+    if after is not None:
+        where.append("(series_id, bucket) > (:after_s, :after_b)")  # a range of the key
+        params.update({"after_s": int(after[0]), "after_b": int(after[1])})
+    if series is not None:
+        where.append(f"series_id IN ({','.join(str(int(s)) for s in series) or 'NULL'})")
+    return " AND ".join(where), params
 
 
 async def rows_written(conn: AsyncConnection, result: Any) -> int:
@@ -321,9 +402,23 @@ async def share_retention_lock(conn: AsyncConnection) -> None:
             await raw.execute(SHARED_RETENTION_LOCK)
 
 
-async def exclusive_retention_lock(conn: AsyncConnection) -> None:
-    if is_postgres(conn):
-        await conn.execute(text(f"SELECT pg_advisory_xact_lock({RETENTION_LOCK_KEY})"))
+async def exclusive_retention_lock(conn: AsyncConnection, patience_s: float = 0.0) -> None:
+    """Hold the retention lock alone until the transaction ends. With `patience_s`, first try
+    for that long without queueing (every few milliseconds): a waiting exclusive request makes
+    every new shared one queue behind it, so a retention transaction waiting for a long write
+    would stall all the writes after it too."""
+    if not is_postgres(conn):
+        return
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        try_lock = f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_KEY})"
+        if (await conn.execute(text(try_lock))).scalar_one():
+            return
+        await asyncio.sleep(RETENTION_LOCK_POLL_SECONDS)
+    await conn.execute(text(f"SELECT pg_advisory_xact_lock({RETENTION_LOCK_KEY})"))
+
+
+RETENTION_LOCK_POLL_SECONDS = 0.005
 
 
 async def lock_series_creation(conn: AsyncConnection) -> None:
@@ -368,12 +463,16 @@ async def existing_partition_days(conn: AsyncConnection) -> list[int]:
     return sorted(days)
 
 
-async def drop_partition(conn: AsyncConnection, day: int) -> int:
-    """Drop one whole day of raw samples; returns how many rows went with it."""
-    name = partition_name(day)
-    count = (await conn.execute(text(f"SELECT count(*) FROM {name}"))).scalar_one()
-    await conn.execute(text(f"DROP TABLE {name}"))
-    return int(count)
+async def partition_rows(conn: AsyncConnection, day: int) -> int:
+    """How many raw samples one day partition holds."""
+    return int(
+        (await conn.execute(text(f"SELECT count(*) FROM {partition_name(day)}"))).scalar_one()
+    )
+
+
+async def drop_partition(conn: AsyncConnection, day: int) -> None:
+    """Drop one whole day of raw samples."""
+    await conn.execute(text(f"DROP TABLE IF EXISTS {partition_name(day)}"))
 
 
 # The primary key (series_id, ts) already holds the rows in the order a raw read returns them, so

@@ -7,7 +7,7 @@ Decisions (which buckets are closed, what a cut-off is) are made by the pure fun
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.retention import RetentionPlan
-from app.services.rollup import Resolution
+from app.services.rollup import RESOLUTIONS, Resolution
 from app.storage import dialect, schema
 from app.storage.reads import bucket_rows_sql
 from app.storage.writes import Policies, policy_sql
@@ -26,12 +26,56 @@ UPSERT_SET = ", ".join(
 )
 
 
-async def materialize(conn: AsyncConnection, res: Resolution, closed_before: int) -> int:
-    """Recompute every invalidated bucket of `res` that starts before `closed_before` from raw.
+class ChunkSize:
+    """How much work a job's next transaction takes. A transaction costs about a fixed overhead
+    (round trips, the commit) plus a share per item; the overhead is taken as the quickest
+    transaction seen, and the size chosen so that the share per item adds up to `target_s`
+    (at most twice the last size, between a sixteenth of `most` and `most`), starting at a
+    quarter of `most`. A
+    write then waits behind a job for at most about one transaction, and the overhead never
+    takes more than about half of a run."""
 
-    Returns how many buckets were written. Must run in a transaction holding the job lock.
-    """
-    claimed = await dialect.claim_dirty(conn, res.name, closed_before)
+    def __init__(self, most: int, target_s: float) -> None:
+        self.most, self.target_s = most, target_s
+        self.size = max(1, most // 4)
+        self.least = max(1, most // 16)  # timings are noisy on a busy machine
+        self.overhead = float("inf")
+
+    def took(self, items: int, seconds: float) -> None:
+        if items == 0:
+            return
+        self.overhead = min(self.overhead, seconds)
+        if items < self.size and seconds <= self.target_s + self.overhead:
+            return  # a short last chunk says nothing about the rate
+        per_item = max(seconds - self.overhead, 1e-6) / items
+        fit = int(self.target_s / per_item)
+        self.size = max(self.least, min(self.most, fit, 2 * self.size))
+
+
+async def pending(conn: AsyncConnection, res: Resolution, before: int) -> int:
+    """Marks of buckets of `res` starting before `before`."""
+    table = schema.dirty[res.name]
+    query = select(func.count()).select_from(table).where(table.c.bucket < before)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def recompute(
+    conn: AsyncConnection,
+    res: Resolution,
+    closed_before: int,
+    *,
+    after: dialect.Key | None = None,
+    limit: int | None = None,
+    series: Sequence[int] | None = None,
+) -> tuple[int, dialect.Key | None]:
+    """Claim invalidated buckets of `res` that start before `closed_before` (all, or a chunk:
+    see dialect.claim_dirty) and recompute them from raw, in the caller's transaction. Returns
+    how many were claimed and the last claimed (series, bucket). The caller holds the job lock
+    and has moved `materialized_until` (advance_state) to `closed_before` first, or holds the
+    marks' buckets below it already."""
+    claimed, last = await dialect.claim_dirty(
+        conn, res.name, closed_before, after=after, limit=limit, series=series
+    )
     if claimed:
         source, where = dialect.buckets_join(conn, "claimed", res.ms)
         into = f"INSERT INTO rollup_{res.name} ({ROLLUP_COLUMNS}) "
@@ -44,8 +88,7 @@ async def materialize(conn: AsyncConnection, res: Resolution, closed_before: int
         )
         if written < claimed:
             await _drop_emptied(conn, res)
-    await _advance_state(conn, res, closed_before)
-    return claimed
+    return claimed, last
 
 
 async def _drop_emptied(conn: AsyncConnection, res: Resolution) -> None:
@@ -69,7 +112,10 @@ async def _drop_emptied(conn: AsyncConnection, res: Resolution) -> None:
     )
 
 
-async def _advance_state(conn: AsyncConnection, res: Resolution, closed_before: int) -> None:
+async def advance_state(conn: AsyncConnection, res: Resolution, closed_before: int) -> None:
+    """Move `materialized_until` of `res` forward to `closed_before`. Safe before the buckets
+    below it are recomputed: each of them that changed has a mark, and a marked bucket is
+    answered from raw until a claim recomputes it (in the claim's own transaction)."""
     cols = schema.rollup_state.c
     found = await conn.execute(select(cols.materialized_until).where(cols.resolution == res.name))
     current = found.scalar_one_or_none()
@@ -102,79 +148,96 @@ class DropReport:
     partitions: int = 0
 
 
-def _series_of(metric: str) -> str:
-    return f"(SELECT id FROM series WHERE metric_name = '{metric}')"
+def _cut(cutoffs: Mapping[str, int], metric: str) -> int:
+    return cutoffs.get(metric, cutoffs["*"])
 
 
-async def drop_expired(conn: AsyncConnection, plan: RetentionPlan) -> DropReport:
-    """Delete what the plan says has expired. Rollups must be current for the raw being dropped."""
-    raw_rows, partitions = await _drop_raw(conn, plan)
-    rollup_rows = 0
-    for res_name, cutoffs in plan.rollup_cutoffs.items():
-        rollup_rows += await _delete_by_metric(
-            conn, f"rollup_{res_name}", "bucket", cutoffs, plan.overridden
-        )
-    return DropReport(raw_rows, rollup_rows, partitions)
+Batch = Sequence[tuple[int, str]]  # (series id, metric name), by id
 
 
-async def _delete_by_metric(
-    conn: AsyncConnection,
-    table: str,
-    column: str,
-    cutoffs: Mapping[str, int],
-    overridden: frozenset[str],
+async def series_batch(
+    conn: AsyncConnection, after: int, limit: int, metrics: Collection[str] | None = None
+) -> list[tuple[int, str]]:
+    """The next `limit` series after id `after` (of these metrics only, if given)."""
+    cols = schema.series.c
+    query = select(cols.id, cols.metric_name).where(cols.id > after)
+    if metrics is not None:
+        query = query.where(cols.metric_name.in_(sorted(metrics)))
+    rows = await conn.execute(query.order_by(cols.id).limit(limit))
+    return [(int(sid), str(name)) for sid, name in rows]
+
+
+async def recompute_series(
+    conn: AsyncConnection, batch: Batch, closed: Mapping[str, int], cutoffs: Mapping[str, int]
+) -> None:
+    """Recompute the invalidated buckets of these series that lie before their raw cut-off (all
+    closed), before their raw samples go. Later ones are the rollup job's."""
+    by_cut: dict[int, list[int]] = {}
+    for sid, metric in batch:
+        by_cut.setdefault(_cut(cutoffs, metric), []).append(sid)
+    for cut, ids in sorted(by_cut.items()):
+        for res in RESOLUTIONS:
+            await recompute(conn, res, min(closed[res.name], cut), series=ids)
+
+
+async def delete_before(
+    conn: AsyncConnection, table: str, column: str, batch: Batch, cutoffs: Mapping[str, int]
 ) -> int:
-    """Delete rows older than the default cut-off ('*') for metrics without an override, and
-    older than each override's own cut-off for the others. Metric names are validated identifiers
-    (letters, digits, '_' and ':'), so they are safe to inline."""
+    """Delete the rows of these series older than their metric's cut-off ('*' for metrics
+    without one of their own)."""
+    by_cut: dict[int, list[int]] = {}
+    for sid, metric in batch:
+        by_cut.setdefault(_cut(cutoffs, metric), []).append(sid)
     removed = 0
-    others = ", ".join(f"'{m}'" for m in sorted(overridden)) or "''"
-    result = await conn.execute(
-        text(
-            f"DELETE FROM {table} WHERE {column} < :cut AND series_id NOT IN"
-            f" (SELECT id FROM series WHERE metric_name IN ({others}))"
-        ),
-        {"cut": cutoffs["*"]},
-    )
-    removed += int(result.rowcount or 0)
-    for metric in sorted(overridden):
+    for cut, ids in sorted(by_cut.items()):
         result = await conn.execute(
             text(
-                f"DELETE FROM {table} WHERE {column} < :cut AND series_id IN {_series_of(metric)}"
+                f"DELETE FROM {table} WHERE {column} < :cut"
+                f" AND series_id IN ({','.join(str(i) for i in ids)})"
             ),
-            {"cut": cutoffs[metric]},
+            {"cut": cut},
         )
         removed += int(result.rowcount or 0)
     return removed
 
 
-async def _drop_raw(conn: AsyncConnection, plan: RetentionPlan) -> tuple[int, int]:
-    cutoffs = plan.raw_cutoffs
-    if not dialect.is_postgres(conn):
-        rows = await _delete_by_metric(conn, "samples", "ts", cutoffs, plan.overridden)
-        await record_horizons(conn, await _metric_cutoffs(conn, plan))
-        return rows, 0
-    # PostgreSQL: whole day partitions that every metric's policy lets go; overrides shorter than
-    # that are row deletes within the remaining partitions (docs/rollups-and-retention.md).
-    floor = min(cutoffs.values())
-    rows = partitions = 0
-    for day in await dialect.existing_partition_days(conn):
-        if (day + 1) * dialect.DAY_MS <= floor:
-            rows += await dialect.drop_partition(conn, day)
-            partitions += 1
-            await record_horizons(conn, {"*": (day + 1) * dialect.DAY_MS})
-    for metric in sorted(plan.overridden):
-        if cutoffs[metric] > floor:
-            result = await conn.execute(
-                text(f"DELETE FROM samples WHERE ts < :cut AND series_id IN {_series_of(metric)}"),
-                {"cut": cutoffs[metric]},
-            )
-            rows += int(result.rowcount or 0)
-            await record_horizons(conn, {metric: cutoffs[metric]})
-    return rows, partitions
+async def drop_rollups(conn: AsyncConnection, batch: Batch, plan: RetentionPlan) -> int:
+    """Delete the rollup buckets of these series that start before their cut-offs."""
+    removed = 0
+    for res_name, cutoffs in plan.rollup_cutoffs.items():
+        removed += await delete_before(conn, f"rollup_{res_name}", "bucket", batch, cutoffs)
+    return removed
 
 
-async def _metric_cutoffs(conn: AsyncConnection, plan: RetentionPlan) -> dict[str, int]:
+def partition_floor(plan: RetentionPlan) -> int:
+    """PostgreSQL: day partitions ending at or before this go whole (the earliest raw cut-off
+    of any metric); metrics with a later cut-off lose rows within the remaining ones."""
+    return min(plan.raw_cutoffs.values())
+
+
+async def expired_days(conn: AsyncConnection, plan: RetentionPlan) -> list[int]:
+    floor = partition_floor(plan)
+    return [
+        day
+        for day in await dialect.existing_partition_days(conn)
+        if (day + 1) * dialect.DAY_MS <= floor
+    ]
+
+
+async def drop_partitions(conn: AsyncConnection, days: Sequence[int]) -> None:
+    for day in days:
+        await dialect.drop_partition(conn, day)
+        await record_horizons(conn, {"*": (day + 1) * dialect.DAY_MS})
+
+
+def row_deleted_metrics(plan: RetentionPlan) -> dict[str, int]:
+    """PostgreSQL: metrics whose raw samples are deleted row by row, with their cut-offs."""
+    floor = partition_floor(plan)
+    return {m: plan.raw_cutoffs[m] for m in sorted(plan.overridden) if plan.raw_cutoffs[m] > floor}
+
+
+async def metric_cutoffs(conn: AsyncConnection, plan: RetentionPlan) -> dict[str, int]:
+    """SQLite: every metric's raw cut-off, the horizons a run records."""
     names = (await conn.execute(select(schema.series.c.metric_name).distinct())).scalars()
     return {name: plan.raw_cutoff(name) for name in names}
 

@@ -15,7 +15,15 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -80,6 +88,7 @@ from app.storage.writes import (
 from app.timeutil import now_ms, to_ms
 
 DISK_FULL_BELOW_BYTES = 64 * 1024  # less free space than this: a SQLite write would not fit
+RETENTION_LOCK_PATIENCE_SECONDS = 2.0  # then wait in the queue for the retention lock
 
 __all__ = [
     "AppendResult",
@@ -190,6 +199,9 @@ class Store(AlertStore):
             lambda: metric_floors(self.clock(), self._defaults, None, None, self._grace_ms).raw,
         )
         self._write_lock = asyncio.Lock()
+        # Awaited before each transaction of a job run: a turn for the event loop (tests hook
+        # writes in here, to interleave them with the job's transactions).
+        self.between_job_chunks: Callable[[], Awaitable[None]] = _next_turn
         self._write_fault: faults.Fault | None = None
         self._small_writes = (
             SmallWrites(
@@ -608,24 +620,130 @@ class Store(AlertStore):
         return locks.job_lock(self.engines, self.settings.database_url, wait_seconds)
 
     async def materialize(self, res: Resolution, closed_before: int) -> int:
-        """Recompute the invalidated closed buckets of one resolution (caller holds job_lock)."""
+        """Recompute the invalidated closed buckets of one resolution (caller holds job_lock),
+        in short transactions (JOB_TRANSACTION_TARGET, at most JOB_CHUNK_BUCKETS scaled to the
+        width) between which writes take their turn
+        (docs/rollups-and-retention.md#concurrent-jobs-and-writers). Marks added behind the
+        run's position, or beyond as many as were pending when it started, are left for the
+        next run. Returns how many buckets were claimed."""
+        size = self._chunk_size(chunk_buckets(self.settings.job_chunk_buckets, res))
         with self._noting_faults():
-            async with self._write_lock, self.engines.writer.begin() as conn:
-                return await maintenance.materialize(conn, res, closed_before)
+            async with self._job_transaction() as conn:
+                budget = await maintenance.pending(conn, res, closed_before)
+                await maintenance.advance_state(conn, res, closed_before)
+            total, after = 0, None
+            while total < budget:
+                await self.between_job_chunks()
+                async with self._job_transaction() as conn:
+                    started = time.perf_counter()
+                    claimed, after = await maintenance.recompute(
+                        conn, res, closed_before, after=after, limit=size.size
+                    )
+                size.took(claimed, time.perf_counter() - started)
+                if claimed == 0:
+                    break
+                total += claimed
+            return total
+
+    def _chunk_size(self, most: int) -> maintenance.ChunkSize:
+        return maintenance.ChunkSize(most, self.settings.job_transaction_target.total_seconds())
 
     async def apply_retention(
         self, plan: RetentionPlan, closed: Mapping[str, int]
     ) -> maintenance.DropReport:
-        """Bring rollups up to date, then drop what the plan expires, in one transaction that no
-        write interleaves with (caller holds job_lock)."""
-        async with self._write_lock, self.engines.writer.begin() as conn:
-            await dialect.exclusive_retention_lock(conn)
-            for res in RESOLUTIONS:
-                await maintenance.materialize(conn, res, closed[res.name])
-            report = await maintenance.drop_expired(conn, plan)
-        if report.partitions:
+        """Bring rollups up to date, then drop what the plan expires, in short transactions
+        (caller holds job_lock). Raw samples of a series go in one transaction that first
+        recomputes that series' closed marks; on PostgreSQL it holds the retention lock alone,
+        so no write lands in data being dropped (on SQLite, transactions are serial anyway)."""
+        for res in RESOLUTIONS:
+            await self.materialize(res, closed[res.name])
+        with self._noting_faults():
+            raw_rows, partitions = await self._drop_raw(plan, closed)
+            rollup_rows = await self._in_series_chunks(
+                lambda conn, batch: maintenance.drop_rollups(conn, batch, plan)
+            )
+        if partitions:
             self.forget_partitions()
-        return report
+        return maintenance.DropReport(raw_rows, rollup_rows, partitions)
+
+    async def _drop_raw(self, plan: RetentionPlan, closed: Mapping[str, int]) -> tuple[int, int]:
+        """Raw samples before their cut-offs: row by row on SQLite; on PostgreSQL whole day
+        partitions that every metric lets go, then rows of metrics whose own cut-off is later
+        (docs/rollups-and-retention.md#a-run). Returns (rows, partitions)."""
+
+        async def drop(conn: AsyncConnection, batch: maintenance.Batch) -> int:
+            await maintenance.recompute_series(conn, batch, closed, plan.raw_cutoffs)
+            return await maintenance.delete_before(conn, "samples", "ts", batch, plan.raw_cutoffs)
+
+        if self.backend == "sqlite":
+            rows = await self._in_series_chunks(drop)
+            async with self._job_transaction() as conn:
+                await maintenance.record_horizons(
+                    conn, await maintenance.metric_cutoffs(conn, plan)
+                )
+            return rows, 0
+        rows = 0
+        async with self.engines.reader.connect() as conn:
+            days = await maintenance.expired_days(conn, plan)
+            for day in days:
+                rows += await dialect.partition_rows(conn, day)  # none arrive: before any floor
+        if days:
+            floor = maintenance.partition_floor(plan)
+            async with self._job_transaction(exclusive=True) as conn:
+                for res in RESOLUTIONS:
+                    await maintenance.recompute(conn, res, min(closed[res.name], floor))
+                await maintenance.drop_partitions(conn, days)
+        shorter = maintenance.row_deleted_metrics(plan)
+        if shorter:
+            rows += await self._in_series_chunks(drop, metrics=shorter, exclusive=True)
+            async with self._job_transaction() as conn:
+                await maintenance.record_horizons(conn, shorter)
+        return rows, len(days)
+
+    async def _in_series_chunks(
+        self,
+        work: Callable[[AsyncConnection, maintenance.Batch], Awaitable[int]],
+        *,
+        metrics: Collection[str] | None = None,
+        exclusive: bool = False,
+    ) -> int:
+        """`work` on every series (of `metrics`), in transactions of at most JOB_CHUNK_SERIES
+        series sized to JOB_TRANSACTION_TARGET; the sum of what it returns."""
+        size = self._chunk_size(self.settings.job_chunk_series)
+        total, after = 0, 0
+        while True:
+            await self.between_job_chunks()
+            async with self._job_transaction() as conn:
+                batch = await maintenance.series_batch(conn, after, size.size, metrics)
+                if not batch:
+                    return total
+                if exclusive:
+                    await dialect.exclusive_retention_lock(conn, RETENTION_LOCK_PATIENCE_SECONDS)
+                started = time.perf_counter()
+                total += await work(conn, batch)
+            size.took(len(batch), time.perf_counter() - started)
+            after = batch[-1][0]
+
+    @contextlib.asynccontextmanager
+    async def _job_transaction(self, *, exclusive: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One short transaction of a job. SQLite: on the writer, taking its turn on the write
+        lock like any write. Both commit without waiting for the disk (dialect.sqlite_unsynced,
+        dialect.UNSYNCED_COMMIT). PostgreSQL: on a pooled connection of its own, beside the writes;
+        `exclusive` holds the retention lock alone (trying without queueing first)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self.backend == "sqlite":
+                await stack.enter_async_context(self._write_lock)
+                conn = await stack.enter_async_context(self.engines.writer.connect())
+                await stack.enter_async_context(
+                    dialect.sqlite_unsynced(conn, self.settings.sqlite_synchronous)
+                )
+                await stack.enter_async_context(conn.begin())
+            else:
+                conn = await stack.enter_async_context(self.engines.writer.begin())
+                await conn.execute(text(dialect.UNSYNCED_COMMIT))
+            if exclusive:
+                await dialect.exclusive_retention_lock(conn, RETENTION_LOCK_PATIENCE_SECONDS)
+            yield conn
 
     async def retention_overrides(self) -> dict[str, dict[str, int]]:
         async with self.engines.reader.connect() as conn:
@@ -655,6 +773,16 @@ class Store(AlertStore):
         async with self.engines.reader.connect() as conn:
             count = await conn.execute(select(func.count()).select_from(schema.series))
             return int(count.scalar_one())
+
+
+async def _next_turn() -> None:
+    await asyncio.sleep(0)
+
+
+def chunk_buckets(per_minute: int, res: Resolution) -> int:
+    """Buckets of `res` per job transaction: JOB_CHUNK_BUCKETS one-minute buckets, fewer of
+    the wider ones (each holds more samples), at least one."""
+    return max(1, per_minute * 60_000 // res.ms)
 
 
 def is_connection_error(exc: BaseException) -> bool:
