@@ -342,8 +342,10 @@ def table_rows(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of the mixed load")
+def add_arguments(parser: argparse.ArgumentParser, seconds: bool = True) -> None:
+    """The mixed load's options (also `python -m bench.run`'s, which names --mixed-seconds)."""
+    if seconds:
+        parser.add_argument("--seconds", type=float, default=60.0, help="length of the load")
     parser.add_argument("--pause-ms", dest="pause_ms", type=float, default=10.0,
                         help="pause of each single writer between its requests")  # fmt: skip
     parser.add_argument("--backfill-pause", type=float, default=1.0,
@@ -361,6 +363,19 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def report(args: argparse.Namespace) -> int:
+    """Run, print the table, keep the JSON in bench/results/."""
+    results = run(args)
+    print("\n".join(table_rows(results)))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    suffix = f"-{args.label}" if getattr(args, "label", "") else ""
+    path = out / time.strftime(f"mixed-%Y%m%dT%H%M%S{suffix}.json")
+    path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    print(f"results written to {path.relative_to(ROOT)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.mixed_load", description=__doc__)
     add_arguments(parser)
@@ -370,16 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres"),
     )
     parser.add_argument("--label", default="", help="a word for the results file name")
-    args = parser.parse_args(argv)
-    results = run(args)
-    print("\n".join(table_rows(results)))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    suffix = f"-{args.label}" if args.label else ""
-    path = out / time.strftime(f"mixed-%Y%m%dT%H%M%S{suffix}.json")
-    path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    print(f"results written to {path.relative_to(ROOT)}")
-    return 0
+    return report(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ req/s with 32 keep-alive clients (wrk; median of --wrk-runs) and its ratio to a 
 the same load, the rollup job's duration, p50/p95 of each query (server-side, from the
 Server-Timing header), anomaly detection over every point, peak server RSS and bytes per sample on
 disk; then, on PostgreSQL, import (4 concurrent clients) and single-sample throughput with
---workers server processes (bench/workers.py). A fixed CPU task
+--workers server processes (bench/workers.py); and single-sample latency under mixed load while the
+jobs run, --mixed-seconds on each backend (bench/mixed_load.py). A fixed CPU task
 timed at the start and the end (bench/calibration.py) tells how fast the machine was. Results also
 go to bench/results/<time>.json.
 """
@@ -34,7 +35,7 @@ import numpy as np
 import orjson
 from sqlalchemy.engine import make_url
 
-from bench import calibration, ceiling, promql, protocols, workers, workload
+from bench import calibration, ceiling, mixed_load, promql, protocols, workers, workload
 from bench.server import Server, run_wrk
 from bench.workload import METRIC, Workload
 
@@ -338,9 +339,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the protocol ingestion figures (bench/protocols.py) and their parse cost",
     )
+    parser.add_argument(
+        "--mixed-seconds",
+        type=float,
+        default=60.0,
+        help="length of the mixed load with the jobs running (bench/mixed_load.py; 0 to skip)",
+    )
+    parser.add_argument(
+        "--mixed-only", action="store_true", help="run only the mixed load (bench/mixed_load.py)"
+    )
+    mixed_load.add_arguments(parser, seconds=False)
     args = parser.parse_args(argv)
+    args.seconds = args.mixed_seconds
     if args.protocols_only:
         return protocols_only(args)
+    if args.mixed_only:
+        return mixed_load.report(args)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the single-sample test: apt-get install wrk")
     work = workload.build(args.series, args.points, args.seed, int(time.time() * 1000))
@@ -380,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     if counts:
         print(f"several workers on PostgreSQL: {counts} ...", flush=True)
         several = workers.measure(args.postgres_url, counts, work, args)
+    mixed = mixed_load.run(args) if args.mixed_seconds > 0 else []
     after = calibration.measure()
     if results:
         print(table(results))
@@ -387,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(protocols.table_rows(results, victoria_protocols)))
     if several:
         print(workers.table(several))
+    if mixed:
+        print("\n".join(mixed_load.table_rows(mixed)))
     print(
         f"machine at the end: Python loop {after['python_loop_ms']:.0f} ms, "
         f"numpy sort {after['numpy_sort_ms']:.0f} ms"
@@ -405,7 +422,11 @@ def main(argv: list[str] | None = None) -> int:
         "victoria_metrics_promql_ms": victoria,
         "victoria_metrics_protocols": victoria_protocols,
     }
-    path.write_text(json.dumps({"meta": meta, "results": results, "workers": several}, indent=2))
+    path.write_text(
+        json.dumps(
+            {"meta": meta, "results": results, "workers": several, "mixed_load": mixed}, indent=2
+        )
+    )
     print(f"results written to {path.relative_to(ROOT)}")
     return 0
 

@@ -19,6 +19,7 @@ import itertools
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -97,20 +98,30 @@ def sqlite_write(
         )
 
 
-async def sqlite_transaction(conn: AsyncConnection, work: Callable[[sqlite3.Connection], T]) -> T:
+async def sqlite_transaction(
+    conn: AsyncConnection, work: Callable[[sqlite3.Connection], T], unsynced_from: str = ""
+) -> T:
     """`work` in one BEGIN IMMEDIATE ... COMMIT, run on aiosqlite's thread: one round trip for
-    the whole transaction. `conn` must not be in a transaction of SQLAlchemy's."""
+    the whole transaction. `conn` must not be in a transaction of SQLAlchemy's. With
+    `unsynced_from` (the configured `synchronous`), committed as `sqlite_unsynced` says."""
     driver = await _driver(conn)
+    unsynced = unsynced_from not in ("", "NORMAL")
 
     def run(db: sqlite3.Connection) -> T:
-        db.execute("BEGIN IMMEDIATE")
+        if unsynced:
+            db.execute("PRAGMA synchronous=NORMAL")
         try:
-            result = work(db)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            if unsynced:
+                db.execute(f"PRAGMA synchronous={unsynced_from}")
         return result
 
     with driver_errors("BEGIN IMMEDIATE"):
@@ -295,78 +306,98 @@ async def _postgres_mark_dirty(
 Key = tuple[int, int]  # (series_id, bucket): the order marks are claimed in
 
 
-async def claim_dirty(
-    conn: AsyncConnection,
-    resolution: str,
-    before_ms: int,
-    *,
-    after: Key | None = None,
-    limit: int | None = None,
-    series: Sequence[int] | None = None,
-) -> tuple[int, Key | None]:
-    """Move marks of buckets starting before `before_ms` into the temp table `claimed`: with
-    `limit`, the first `limit` of them in (series, bucket) order after `after`; with `series`,
-    only those of these series. Returns how many were claimed and the last one.
+@dataclass(frozen=True)
+class Claim:
+    """Which marks a claim takes: of buckets starting before `before_ms`; with `limit`, the
+    first `limit` in (series, bucket) order after `after`; with `series`, of these only."""
 
-    Must be its own statement, before the recomputation reads samples: on PostgreSQL (READ
-    COMMITTED) the next statement takes a fresh snapshot that includes every writer whose mark
-    was touched before the claim. PostgreSQL skips marks a writer has locked (touched, not yet
-    committed): they stay for a later claim, so the job never waits for a write.
+    resolution: str
+    before_ms: int
+    after: Key | None = None
+    limit: int | None = None
+    series: Sequence[int] | None = None
+
+    def sql(self) -> tuple[str, str, dict[str, int]]:
+        """(the mark table, the condition, its parameters), ORDER BY and LIMIT included."""
+        where, params = _claim_conditions(self.before_ms, self.after, self.series)
+        return f"rollup_dirty_{self.resolution}", where, params
+
+    @property
+    def order(self) -> str:
+        if self.limit is None:
+            return ""
+        return f" ORDER BY series_id, bucket LIMIT {int(self.limit)}"
+
+
+async def claim_dirty(conn: AsyncConnection, claim: Claim) -> tuple[int, Key | None]:
+    """PostgreSQL: move the marks `claim` names into the temp table `claimed`; returns how many
+    were claimed and the last one (SQLite: sqlite_claim).
+
+    Must be its own statement, before the recomputation reads samples: under READ COMMITTED the
+    next statement takes a fresh snapshot that includes every writer whose mark was touched
+    before the claim. Marks a writer has locked (touched, not yet committed) are skipped: they
+    stay for a later claim, so the job never waits for a write.
     """
-    table = f"rollup_dirty_{resolution}"
-    where, params = _claim_conditions(before_ms, after, series)
-    order = f" ORDER BY series_id, bucket LIMIT {int(limit)}" if limit is not None else ""
-    if is_postgres(conn):
-        await conn.execute(
-            text(
-                "CREATE TEMP TABLE IF NOT EXISTS claimed (series_id integer NOT NULL,"
-                " bucket bigint NOT NULL) ON COMMIT DELETE ROWS"
-            )
+    table, where, params = claim.sql()
+    await conn.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS claimed (series_id integer NOT NULL,"
+            " bucket bigint NOT NULL) ON COMMIT DELETE ROWS"
         )
-        await conn.execute(text("DELETE FROM claimed"))  # several claims may share a transaction
-        result = await conn.execute(
-            text(
-                f"WITH picked AS (SELECT series_id, bucket FROM {table} WHERE {where}{order}"
-                f" FOR UPDATE SKIP LOCKED), gone AS (DELETE FROM {table} d USING picked p"
-                " WHERE d.series_id = p.series_id AND d.bucket = p.bucket"
-                " RETURNING d.series_id, d.bucket) INSERT INTO claimed SELECT * FROM gone"
-            ),
-            params,
-        )
-        claimed = int(result.rowcount or 0)
-        if claimed:
-            # Without statistics the planner takes the temp table for a thousand rows and may
-            # merge-join it with a whole partition's index: O(table) for each chunk of a run.
-            await conn.execute(text("ANALYZE claimed"))
-    else:
-        await conn.exec_driver_sql(
-            "CREATE TEMP TABLE IF NOT EXISTS claimed (series_id INTEGER NOT NULL,"
-            " bucket INTEGER NOT NULL, PRIMARY KEY (series_id, bucket)) WITHOUT ROWID"
-        )
-        await conn.exec_driver_sql("DELETE FROM claimed")
-        result = await conn.execute(
-            text(f"INSERT INTO claimed SELECT series_id, bucket FROM {table} WHERE {where}{order}"),
-            params,
-        )
-        claimed = int(result.rowcount or 0)
+    )
+    await conn.execute(text("DELETE FROM claimed"))  # several claims may share a transaction
+    result = await conn.execute(
+        text(
+            f"WITH picked AS (SELECT series_id, bucket FROM {table} WHERE {where}{claim.order}"
+            f" FOR UPDATE SKIP LOCKED), gone AS (DELETE FROM {table} d USING picked p"
+            " WHERE d.series_id = p.series_id AND d.bucket = p.bucket"
+            " RETURNING d.series_id, d.bucket) INSERT INTO claimed SELECT * FROM gone"
+        ),
+        params,
+    )
+    claimed = int(result.rowcount or 0)
     if claimed == 0:
         return 0, None
-    last = (
-        await conn.execute(
-            text(
-                "SELECT series_id, bucket FROM claimed ORDER BY series_id DESC, bucket DESC LIMIT 1"
-            )
-        )
-    ).one()
-    if not is_postgres(conn):
-        # The claimed marks are the first ones in key order up to `last`: one range of the key.
-        # Nothing else writes in between (SQLite: one writer, this transaction).
-        params = {**params, "ls": int(last[0]), "lb": int(last[1])}
-        await conn.execute(
-            text(f"DELETE FROM {table} WHERE {where} AND (series_id, bucket) <= (:ls, :lb)"),
-            params,
-        )
+    # Without statistics the planner takes the temp table for a thousand rows and may merge-join
+    # it with a whole partition's index: O(table) for each chunk of a run.
+    await conn.execute(text("ANALYZE claimed"))
+    last = (await conn.execute(text(LAST_CLAIMED))).one()
     return claimed, (int(last[0]), int(last[1]))
+
+
+LAST_CLAIMED = "SELECT series_id, bucket FROM claimed ORDER BY series_id DESC, bucket DESC LIMIT 1"
+
+
+def sqlite_claim(db: sqlite3.Connection, claim: Claim) -> tuple[int, Key | None]:
+    """SQLite's claim, through the sqlite3 connection itself, in the open transaction."""
+    table, where, params = claim.sql()
+    db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS claimed (series_id INTEGER NOT NULL,"
+        " bucket INTEGER NOT NULL, PRIMARY KEY (series_id, bucket)) WITHOUT ROWID"
+    )
+    db.execute("DELETE FROM claimed")
+    claimed = db.execute(
+        f"INSERT INTO claimed SELECT series_id, bucket FROM {table} WHERE {where}{claim.order}",
+        params,
+    ).rowcount
+    if claimed <= 0:
+        return 0, None
+    last = db.execute(LAST_CLAIMED).fetchone()
+    # The claimed marks are the first ones in key order up to `last`: one range of the key.
+    # Nothing else writes in between (one writer, this transaction).
+    db.execute(
+        f"DELETE FROM {table} WHERE {where} AND (series_id, bucket) <= (:ls, :lb)",
+        {**params, "ls": int(last[0]), "lb": int(last[1])},
+    )
+    return claimed, (int(last[0]), int(last[1]))
+
+
+async def sqlite_call(conn: AsyncConnection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work` on aiosqlite's thread, inside whatever transaction `conn` has open."""
+    driver = await _driver(conn)
+    with driver_errors("job statement"):
+        result: T = await driver._execute(work, driver._conn)
+    return result
 
 
 def _claim_conditions(
@@ -379,14 +410,6 @@ def _claim_conditions(
     if series is not None:
         where.append(f"series_id IN ({','.join(str(int(s)) for s in series) or 'NULL'})")
     return " AND ".join(where), params
-
-
-async def rows_written(conn: AsyncConnection, result: Any) -> int:
-    """Rows the last INSERT/UPDATE/DELETE wrote (upserted rows included). SQLite's driver gives
-    no rowcount for a statement that starts with WITH; changes() has it."""
-    if is_postgres(conn):
-        return int(result.rowcount or 0)
-    return int((await conn.execute(text("SELECT changes()"))).scalar_one())
 
 
 RETENTION_LOCK_KEY = 7_263_004

@@ -7,6 +7,7 @@ Decisions (which buckets are closed, what a cut-off is) are made by the pure fun
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ class ChunkSize:
         if items < self.size and seconds <= self.target_s + self.overhead:
             return  # a short last chunk says nothing about the rate
         per_item = max(seconds - self.overhead, 1e-6) / items
-        fit = int(self.target_s / per_item)
+        fit = int(min(self.target_s / per_item, self.most))
         self.size = max(self.least, min(self.most, fit, 2 * self.size))
 
 
@@ -72,30 +73,44 @@ async def recompute(
     see dialect.claim_dirty) and recompute them from raw, in the caller's transaction. Returns
     how many were claimed and the last claimed (series, bucket). The caller holds the job lock
     and has moved `materialized_until` (advance_state) to `closed_before` first, or holds the
-    marks' buckets below it already."""
-    claimed, last = await dialect.claim_dirty(
-        conn, res.name, closed_before, after=after, limit=limit, series=series
-    )
-    if claimed:
-        source, where = dialect.buckets_join(conn, "claimed", res.ms)
-        into = f"INSERT INTO rollup_{res.name} ({ROLLUP_COLUMNS}) "
-        statement = bucket_rows_sql(conn, source, "claimed.bucket", res.ms, where, into)
-        written = await dialect.rows_written(
-            conn,
-            await conn.execute(
-                text(statement + f" ON CONFLICT (series_id, bucket) DO UPDATE SET {UPSERT_SET}")
-            ),
+    marks' buckets below it already. SQLite: in one call on the connection's own thread."""
+    claim = dialect.Claim(res.name, closed_before, after, limit, series)
+    upsert, emptied = recompute_sql(conn, res)
+    if not dialect.is_postgres(conn):
+        return await dialect.sqlite_call(
+            conn, lambda db: sqlite_recompute(db, claim, upsert, emptied)
         )
+    claimed, last = await dialect.claim_dirty(conn, claim)
+    if claimed:
+        written = int((await conn.execute(text(upsert))).rowcount or 0)
         if written < claimed:
-            await _drop_emptied(conn, res)
+            await conn.execute(text(emptied))
     return claimed, last
 
 
-async def _drop_emptied(conn: AsyncConnection, res: Resolution) -> None:
-    """Delete the stored rows of claimed buckets whose samples are all NaN now (overwritten):
-    they aggregate to nothing. A claimed bucket without any sample keeps its row: it may hold
-    history merged without raw samples, which is never recomputed into nothing. Only run when
-    the recomputation wrote fewer rows than it claimed, so the usual run pays nothing."""
+def sqlite_recompute(
+    db: sqlite3.Connection, claim: dialect.Claim, upsert: str, emptied: str
+) -> tuple[int, dialect.Key | None]:
+    """`recompute` through the sqlite3 connection itself (inside the caller's transaction), with
+    the statements of `recompute_sql`."""
+    claimed, last = dialect.sqlite_claim(db, claim)
+    if claimed:
+        db.execute(upsert)
+        if db.execute("SELECT changes()").fetchone()[0] < claimed:
+            db.execute(emptied)
+    return claimed, last
+
+
+def recompute_sql(conn: AsyncConnection, res: Resolution) -> tuple[str, str]:
+    """The statements that recompute the claimed buckets of `res`, and that delete the stored
+    rows of claimed buckets whose samples are all NaN now (overwritten): they aggregate to
+    nothing. A claimed bucket without any sample keeps its row: it may hold history merged
+    without raw samples, which is never recomputed into nothing. The second only runs when the
+    first wrote fewer rows than were claimed, so the usual run pays nothing."""
+    source, where = dialect.buckets_join(conn, "claimed", res.ms)
+    into = f"INSERT INTO rollup_{res.name} ({ROLLUP_COLUMNS}) "
+    statement = bucket_rows_sql(conn, source, "claimed.bucket", res.ms, where, into)
+    upsert = statement + f" ON CONFLICT (series_id, bucket) DO UPDATE SET {UPSERT_SET}"
 
     def samples_in(extra: str) -> str:
         return (
@@ -103,13 +118,12 @@ async def _drop_emptied(conn: AsyncConnection, res: Resolution) -> None:
             f" AND s.ts < c.bucket + {res.ms}{extra}"
         )
 
-    await conn.execute(
-        text(
-            f"DELETE FROM rollup_{res.name} WHERE (series_id, bucket) IN (SELECT c.series_id,"
-            f" c.bucket FROM claimed c WHERE EXISTS ({samples_in('')}) AND NOT EXISTS"
-            f" ({samples_in(' AND ' + dialect.counted(conn))}))"
-        )
+    emptied = (
+        f"DELETE FROM rollup_{res.name} WHERE (series_id, bucket) IN (SELECT c.series_id,"
+        f" c.bucket FROM claimed c WHERE EXISTS ({samples_in('')}) AND NOT EXISTS"
+        f" ({samples_in(' AND ' + dialect.counted(conn))}))"
     )
+    return upsert, emptied
 
 
 async def advance_state(conn: AsyncConnection, res: Resolution, closed_before: int) -> None:

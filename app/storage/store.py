@@ -634,19 +634,46 @@ class Store(AlertStore):
             total, after = 0, None
             while total < budget:
                 await self.between_job_chunks()
-                async with self._job_transaction() as conn:
-                    started = time.perf_counter()
-                    claimed, after = await maintenance.recompute(
-                        conn, res, closed_before, after=after, limit=size.size
-                    )
-                size.took(claimed, time.perf_counter() - started)
+                claimed, after, seconds = await self._recompute_chunk(
+                    res, closed_before, after, size.size
+                )
+                size.took(claimed, seconds)
                 if claimed == 0:
                     break
                 total += claimed
             return total
 
+    async def _recompute_chunk(
+        self, res: Resolution, closed_before: int, after: dialect.Key | None, limit: int
+    ) -> tuple[int, dialect.Key | None, float]:
+        """One transaction of `materialize`: (claimed, the last claimed, seconds of database
+        work). SQLite: the whole transaction in one call on aiosqlite's thread, so the write lock
+        is held only while SQLite works, however busy the event loop is."""
+        if self.backend == "postgresql":
+            async with self._job_transaction() as conn:
+                started = time.perf_counter()
+                claimed, last = await maintenance.recompute(
+                    conn, res, closed_before, after=after, limit=limit
+                )
+            return claimed, last, time.perf_counter() - started
+        claim = dialect.Claim(res.name, closed_before, after, limit)
+
+        def work(db: sqlite3.Connection) -> tuple[int, dialect.Key | None, float]:
+            started = time.perf_counter()
+            claimed, last = maintenance.sqlite_recompute(db, claim, *statements)
+            return claimed, last, time.perf_counter() - started
+
+        async with self._write_lock, self.engines.writer.connect() as conn:
+            statements = maintenance.recompute_sql(conn, res)
+            return await dialect.sqlite_transaction(conn, work, self.settings.sqlite_synchronous)
+
     def _chunk_size(self, most: int) -> maintenance.ChunkSize:
-        return maintenance.ChunkSize(most, self.settings.job_transaction_target.total_seconds())
+        """SQLite: chunks sized to JOB_TRANSACTION_TARGET, since writes wait for each one.
+        PostgreSQL: a job transaction holds nothing a write needs but the marks it claims (a
+        write reaching one waits for that transaction), and its timings are the event loop's
+        as much as the database's, so chunks grow to their cap."""
+        target = self.settings.job_transaction_target.total_seconds()
+        return maintenance.ChunkSize(most, target if self.backend == "sqlite" else float("inf"))
 
     async def apply_retention(
         self, plan: RetentionPlan, closed: Mapping[str, int]
