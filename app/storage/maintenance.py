@@ -32,9 +32,7 @@ class ChunkSize:
     (round trips, the commit) plus a share per item; the overhead is taken as the quickest
     transaction seen, and the size chosen so that the share per item adds up to `target_s`
     (at most twice the last size, between a sixteenth of `most` and `most`), starting at a
-    quarter of `most`. A
-    write then waits behind a job for at most about one transaction, and the overhead never
-    takes more than about half of a run."""
+    quarter of `most`. A write then waits behind a job for about one transaction at most."""
 
     def __init__(self, most: int, target_s: float) -> None:
         self.most, self.target_s = most, target_s

@@ -29,6 +29,7 @@ from app.config import Settings
 from app.jobs.runner import run_once
 from app.model import SampleBatch
 from app.services.rollup import BY_NAME, RESOLUTIONS
+from app.storage import maintenance
 from app.storage.store import HistoryConflict, Store
 from app.validation import series_key
 
@@ -246,3 +247,20 @@ def test_chunked_jobs_with_writes_between_every_transaction_stay_exact(
 
     run(database_url, work, job_chunk_buckets=1, job_chunk_series=1)
     assert tally["history raw"] and tally["history refused"], tally
+
+
+@pytest.mark.parametrize(
+    ("timings", "size"),
+    [
+        ([], 125),  # a quarter of the cap to start with
+        ([(125, 0.002), (250, 0.004)], 500),  # cheap items: up to the cap, doubling at most
+        ([(125, 0.002), (250, 0.052)], 50),  # 0.2 ms per item over the 2 ms overhead: 50 fit
+        ([(125, 0.002), (250, 1.0)], 31),  # never below a sixteenth of the cap
+        ([(125, 0.002), (3, 0.003)], 250),  # a short last chunk changes nothing but the overhead
+    ],
+)
+def test_chunks_are_sized_to_the_target(timings: list[tuple[int, float]], size: int) -> None:
+    chunk = maintenance.ChunkSize(500, 0.010)
+    for items, seconds in timings:
+        chunk.took(items, seconds)
+    assert chunk.size == size
