@@ -6,13 +6,14 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install install-dev assets browser clients bench-tools run migrate test check format bench soak clean
+.PHONY: help install install-dev assets browser clients bench-tools run migrate test check format bench bench-mixed soak clean
 
 help:
 	@echo "make run     - set up everything and start the service on http://$(HOST):$(PORT) (SQLite)"
 	@echo "make test    - set up everything and run the whole test suite"
 	@echo "make check   - ruff (format + lint) and mypy"
 	@echo "make bench   - the benchmark (bench/), prints a table and writes JSON"
+	@echo "make bench-mixed - only single-sample latency under mixed load with the jobs running"
 	@echo "make migrate - apply database migrations to DATABASE_URL"
 	@echo "make dist    - build the wheel (with its front-end assets) and the sdist into dist/"
 
@@ -87,6 +88,11 @@ bench-tools:
 
 bench: install-dev clients bench-tools
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Single-sample latency while the rollup and retention jobs run (bench/mixed_load.py, also part of
+# `make bench`): BENCH_ARGS="--seconds 60 --backends sqlite,postgresql".
+bench-mixed: install-dev
+	$(PY) -m bench.mixed_load $(BENCH_ARGS)
 
 soak: install-dev
 	$(PY) -m pytest -m slow tests/soak $(PYTEST_ARGS)

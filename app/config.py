@@ -126,6 +126,24 @@ class Settings(BaseSettings):
     compact_interval: Duration = Field(
         timedelta(minutes=5), description="Compact job period (STORAGE_LAYOUT=blocks)."
     )
+    job_transaction_target: Duration = Field(
+        timedelta(milliseconds=10),
+        description="How long one transaction of the rollup or retention job should take: its"
+        " chunk of work shrinks or grows towards it, up to JOB_CHUNK_BUCKETS / JOB_CHUNK_SERIES;"
+        " writes take turns with the job between its transactions.",
+    )
+    job_chunk_buckets: int = Field(
+        500,
+        gt=0,
+        description="Most one-minute buckets one rollup transaction recomputes (5m: a fifth,"
+        " 1h: a sixtieth).",
+    )
+    job_chunk_series: int = Field(
+        50,
+        gt=0,
+        description="Most series whose expired raw samples and rollups one retention"
+        " transaction deletes.",
+    )
     job_lock_timeout: Duration = Field(
         timedelta(minutes=5),
         description="How long a command-line job waits for another runner to finish.",

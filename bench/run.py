@@ -9,7 +9,8 @@ req/s with 32 keep-alive clients (wrk; median of --wrk-runs) and its ratio to a 
 the same load, the rollup job's duration, p50/p95 of each query (server-side, from the
 Server-Timing header), anomaly detection over every point, peak server RSS and bytes per sample on
 disk; then, on PostgreSQL, import (4 concurrent clients) and single-sample throughput with
---workers server processes (bench/workers.py). A fixed CPU task
+--workers server processes (bench/workers.py); and single-sample latency under mixed load while the
+jobs run, --mixed-seconds on each backend (bench/mixed_load.py). A fixed CPU task
 timed at the start and the end (bench/calibration.py) tells how fast the machine was. Results also
 go to bench/results/<time>.json.
 """
@@ -34,7 +35,7 @@ import numpy as np
 import orjson
 from sqlalchemy.engine import make_url
 
-from bench import calibration, ceiling, promql, protocols, storage, workers, workload
+from bench import calibration, ceiling, mixed_load, promql, protocols, storage, workers, workload
 from bench.server import Server, run_wrk
 from bench.workload import METRIC, Workload
 
@@ -351,13 +352,26 @@ def main(argv: list[str] | None = None) -> int:
         help="samples of the streaming import whose peak RSS bench/storage.py reports (0: none)",
     )
     parser.add_argument("--repeats", type=int, default=20, help="reads per storage measurement")
+    parser.add_argument(
+        "--mixed-seconds",
+        type=float,
+        default=60.0,
+        help="length of the mixed load with the jobs running (bench/mixed_load.py; 0 to skip)",
+    )
+    parser.add_argument(
+        "--mixed-only", action="store_true", help="run only the mixed load (bench/mixed_load.py)"
+    )
+    mixed_load.add_arguments(parser, seconds=False)
     args = parser.parse_args(argv)
+    args.seconds = args.mixed_seconds
     if args.protocols_only:
         return protocols_only(args)
     if args.storage == "only":
         report = storage.run(args)
         print(storage.table(report["ours"], report["victoria_metrics"], args.points))
         return 0
+    if args.mixed_only:
+        return mixed_load.report(args)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the single-sample test: apt-get install wrk")
     work = workload.build(args.series, args.points, args.seed, int(time.time() * 1000))
@@ -400,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     storage_report: dict[str, Any] = {}
     if args.storage == "yes" and backends:
         storage_report = storage.run(args)
+    mixed = mixed_load.run(args) if args.mixed_seconds > 0 else []
     after = calibration.measure()
     if results:
         print(table(results))
@@ -411,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             storage.table(storage_report["ours"], storage_report["victoria_metrics"], args.points)
         )
+    if mixed:
+        print("\n".join(mixed_load.table_rows(mixed)))
     print(
         f"machine at the end: Python loop {after['python_loop_ms']:.0f} ms, "
         f"numpy sort {after['numpy_sort_ms']:.0f} ms"
@@ -429,7 +446,13 @@ def main(argv: list[str] | None = None) -> int:
         "victoria_metrics_promql_ms": victoria,
         "victoria_metrics_protocols": victoria_protocols,
     }
-    everything = {"meta": meta, "results": results, "workers": several, "storage": storage_report}
+    everything = {
+        "meta": meta,
+        "results": results,
+        "workers": several,
+        "storage": storage_report,
+        "mixed_load": mixed,
+    }
     path.write_text(json.dumps(everything, indent=2))
     print(f"results written to {path.relative_to(ROOT)}")
     return 0

@@ -15,27 +15,69 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.retention import RetentionPlan
-from app.services.rollup import Resolution
+from app.services.rollup import RESOLUTIONS, Resolution
 from app.storage import dialect, schema
 from app.storage.samples.protocol import MarkedBuckets, SampleStore
 from app.storage.writes import Policies, policy_sql
 
 
-async def materialize(
-    conn: AsyncConnection, samples: SampleStore, res: Resolution, closed_before: int
-) -> int:
-    """Recompute every invalidated bucket of `res` that starts before `closed_before` from raw.
+class ChunkSize:
+    """How much work a job's next transaction takes. A transaction costs about a fixed overhead
+    (round trips, the commit) plus a share per item; the overhead is taken as the quickest
+    transaction seen, and the size chosen so that the share per item adds up to `target_s`
+    (at most twice the last size, between a sixteenth of `most` and `most`), starting at a
+    quarter of `most`. A write then waits behind a job for about one transaction at most."""
 
-    Returns how many buckets were written. Must run in a transaction holding the job lock.
-    """
-    claimed = await dialect.claim_dirty(conn, res.name, closed_before)
+    def __init__(self, most: int, target_s: float) -> None:
+        self.most, self.target_s = most, target_s
+        self.size = max(1, most // 4)
+        self.least = max(1, most // 16)  # timings are noisy on a busy machine
+        self.overhead = float("inf")
+
+    def took(self, items: int, seconds: float) -> None:
+        if items == 0:
+            return
+        self.overhead = min(self.overhead, seconds)
+        if items < self.size and seconds <= self.target_s + self.overhead:
+            return  # a short last chunk says nothing about the rate
+        per_item = max(seconds - self.overhead, 1e-6) / items
+        fit = int(min(self.target_s / per_item, self.most))
+        self.size = max(self.least, min(self.most, fit, 2 * self.size))
+
+
+async def pending(conn: AsyncConnection, res: Resolution, before: int) -> int:
+    """Marks of buckets of `res` starting before `before`."""
+    table = schema.dirty[res.name]
+    query = select(func.count()).select_from(table).where(table.c.bucket < before)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def recompute(
+    conn: AsyncConnection,
+    samples: SampleStore,
+    res: Resolution,
+    closed_before: int,
+    *,
+    after: dialect.Key | None = None,
+    limit: int | None = None,
+    series: Sequence[int] | None = None,
+) -> tuple[int, dialect.Key | None]:
+    """Claim invalidated buckets of `res` that start before `closed_before` (all, or a chunk:
+    see dialect.Claim) and have the sample store recompute them from raw, in the caller's
+    transaction. Returns how many were claimed and the last claimed (series, bucket). The
+    caller holds the job lock and has moved `materialized_until` (advance_state) to
+    `closed_before` first, or holds the marks' buckets below it already."""
+    claim = dialect.Claim(res.name, closed_before, after, limit, series)
+    claimed, last = await dialect.claim_dirty(conn, claim)
     if claimed:
         await samples.store_aggregates(conn, MarkedBuckets("claimed"), res, selected=claimed)
-    await _advance_state(conn, res, closed_before)
-    return claimed
+    return claimed, last
 
 
-async def _advance_state(conn: AsyncConnection, res: Resolution, closed_before: int) -> None:
+async def advance_state(conn: AsyncConnection, res: Resolution, closed_before: int) -> None:
+    """Move `materialized_until` of `res` forward to `closed_before`. Safe before the buckets
+    below it are recomputed: each of them that changed has a mark, and a marked bucket is
+    answered from raw until a claim recomputes it (in the claim's own transaction)."""
     cols = schema.rollup_state.c
     found = await conn.execute(select(cols.materialized_until).where(cols.resolution == res.name))
     current = found.scalar_one_or_none()
@@ -72,45 +114,64 @@ def series_of(metric: str) -> str:
     return f"(SELECT id FROM series WHERE metric_name = '{metric}')"
 
 
-async def drop_expired(
-    conn: AsyncConnection, samples: SampleStore, plan: RetentionPlan
-) -> DropReport:
-    """Delete what the plan says has expired. Rollups must be current for the raw being dropped."""
-    raw = await samples.drop_before(conn, plan)
-    rollup_rows = 0
-    for res_name, cutoffs in plan.rollup_cutoffs.items():
-        rollup_rows += await delete_by_metric(
-            conn, f"rollup_{res_name}", "bucket", cutoffs, plan.overridden
-        )
-    return DropReport(raw.rows, rollup_rows, raw.partitions)
+def _cut(cutoffs: Mapping[str, int], metric: str) -> int:
+    return cutoffs.get(metric, cutoffs["*"])
 
 
-async def delete_by_metric(
+Batch = Sequence[tuple[int, str]]  # (series id, metric name), by id
+
+
+async def series_batch(conn: AsyncConnection, after: int, limit: int) -> list[tuple[int, str]]:
+    """The next `limit` series after id `after`."""
+    cols = schema.series.c
+    query = select(cols.id, cols.metric_name).where(cols.id > after)
+    rows = await conn.execute(query.order_by(cols.id).limit(limit))
+    return [(int(sid), str(name)) for sid, name in rows]
+
+
+async def recompute_series(
     conn: AsyncConnection,
-    table: str,
-    column: str,
+    samples: SampleStore,
+    batch: Batch,
+    closed: Mapping[str, int],
     cutoffs: Mapping[str, int],
-    overridden: frozenset[str],
+) -> None:
+    """Recompute the invalidated buckets of these series that lie before their raw cut-off (all
+    closed), before their raw samples go. Later ones are the rollup job's."""
+    by_cut: dict[int, list[int]] = {}
+    for sid, metric in batch:
+        by_cut.setdefault(_cut(cutoffs, metric), []).append(sid)
+    for cut, ids in sorted(by_cut.items()):
+        for res in RESOLUTIONS:
+            await recompute(conn, samples, res, min(closed[res.name], cut), series=ids)
+
+
+async def delete_before(
+    conn: AsyncConnection, table: str, column: str, batch: Batch, cutoffs: Mapping[str, int]
 ) -> int:
-    """Delete rows older than the default cut-off ('*') for metrics without an override, and
-    older than each override's own cut-off for the others. Metric names are validated identifiers
-    (letters, digits, '_' and ':'), so they are safe to inline."""
+    """Delete the rows of these series older than their metric's cut-off ('*' for metrics
+    without one of their own), from a table of `Store`'s (the rollups; never `samples`)."""
+    by_cut: dict[int, list[int]] = {}
+    for sid, metric in batch:
+        by_cut.setdefault(_cut(cutoffs, metric), []).append(sid)
     removed = 0
-    others = ", ".join(f"'{m}'" for m in sorted(overridden)) or "''"
-    result = await conn.execute(
-        text(
-            f"DELETE FROM {table} WHERE {column} < :cut AND series_id NOT IN"
-            f" (SELECT id FROM series WHERE metric_name IN ({others}))"
-        ),
-        {"cut": cutoffs["*"]},
-    )
-    removed += int(result.rowcount or 0)
-    for metric in sorted(overridden):
+    for cut, ids in sorted(by_cut.items()):
         result = await conn.execute(
-            text(f"DELETE FROM {table} WHERE {column} < :cut AND series_id IN {series_of(metric)}"),
-            {"cut": cutoffs[metric]},
+            text(
+                f"DELETE FROM {table} WHERE {column} < :cut"
+                f" AND series_id IN ({','.join(str(i) for i in ids)})"
+            ),
+            {"cut": cut},
         )
         removed += int(result.rowcount or 0)
+    return removed
+
+
+async def drop_rollups(conn: AsyncConnection, batch: Batch, plan: RetentionPlan) -> int:
+    """Delete the rollup buckets of these series that start before their cut-offs."""
+    removed = 0
+    for res_name, cutoffs in plan.rollup_cutoffs.items():
+        removed += await delete_before(conn, f"rollup_{res_name}", "bucket", batch, cutoffs)
     return removed
 
 

@@ -17,7 +17,14 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -71,6 +78,7 @@ from app.storage.writes import (
 from app.timeutil import now_ms, to_ms
 
 DISK_FULL_BELOW_BYTES = 64 * 1024  # less free space than this: a SQLite write would not fit
+RETENTION_LOCK_PATIENCE_SECONDS = 2.0  # then wait in the queue for the retention lock
 
 __all__ = [
     "AppendResult",
@@ -176,6 +184,9 @@ class Store(AlertStore):
         self._series_ids: dict[tuple[str, str], int] = {}
         self._metadata_written: dict[tuple[str, str], int] = {}  # (metric, fingerprint) -> ms
         self._write_lock = asyncio.Lock()
+        # Awaited before each transaction of a job run: a turn for the event loop (tests hook
+        # writes in here, to interleave them with the job's transactions).
+        self.between_job_chunks: Callable[[], Awaitable[None]] = _next_turn
         self._write_fault: faults.Fault | None = None
         # Committed raw samples that replaced a different value, since the store opened
         # (`/metrics`: metrics_overwritten_samples_total).
@@ -507,10 +518,39 @@ class Store(AlertStore):
         return locks.job_lock(self.engines, self.settings.database_url, wait_seconds)
 
     async def materialize(self, res: Resolution, closed_before: int) -> int:
-        """Recompute the invalidated closed buckets of one resolution (caller holds job_lock)."""
+        """Recompute the invalidated closed buckets of one resolution (caller holds job_lock),
+        in short transactions (JOB_TRANSACTION_TARGET, at most JOB_CHUNK_BUCKETS scaled to the
+        width) between which writes take their turn
+        (docs/rollups-and-retention.md#concurrent-jobs-and-writers). Marks added behind the
+        run's position, or beyond as many as were pending when it started, are left for the
+        next run. Returns how many buckets were claimed."""
+        size = self._chunk_size(chunk_buckets(self.settings.job_chunk_buckets, res))
         with self._noting_faults():
-            async with self._write_lock, self.engines.writer.begin() as conn:
-                return await maintenance.materialize(conn, self.samples, res, closed_before)
+            async with self._job_transaction() as conn:
+                budget = await maintenance.pending(conn, res, closed_before)
+                await maintenance.advance_state(conn, res, closed_before)
+            total, after = 0, None
+            while total < budget:
+                await self.between_job_chunks()
+                async with self._job_transaction() as conn:
+                    started = time.perf_counter()
+                    claimed, after = await maintenance.recompute(
+                        conn, self.samples, res, closed_before, after=after, limit=size.size
+                    )
+                    seconds = time.perf_counter() - started
+                size.took(claimed, seconds)
+                if claimed == 0:
+                    break
+                total += claimed
+            return total
+
+    def _chunk_size(self, most: int) -> maintenance.ChunkSize:
+        """SQLite: chunks sized to JOB_TRANSACTION_TARGET, since writes wait for each one.
+        PostgreSQL: a job transaction holds nothing a write needs but the marks it claims (a
+        write reaching one waits for that transaction), and its timings are the event loop's
+        as much as the database's, so chunks grow to their cap."""
+        target = self.settings.job_transaction_target.total_seconds()
+        return maintenance.ChunkSize(most, target if self.backend == "sqlite" else float("inf"))
 
     async def compact(self, closed_before: int) -> Compacted | None:
         """Fold the head rows of spans closed by `closed_before` into blocks, a chunk of series
@@ -524,14 +564,81 @@ class Store(AlertStore):
     async def apply_retention(
         self, plan: RetentionPlan, closed: Mapping[str, int]
     ) -> maintenance.DropReport:
-        """Bring rollups up to date, then drop what the plan expires, in one transaction that no
-        write interleaves with (caller holds job_lock)."""
-        async with self._write_lock, self.engines.writer.begin() as conn:
-            await dialect.exclusive_retention_lock(conn)
-            for res in RESOLUTIONS:
-                await maintenance.materialize(conn, self.samples, res, closed[res.name])
-            report = await maintenance.drop_expired(conn, self.samples, plan)
-        return report
+        """Bring rollups up to date, then drop what the plan expires, in short transactions
+        (caller holds job_lock). Raw samples of a chunk of series go in one transaction that
+        first recomputes those series' closed marks before their cut-offs, through
+        SampleStore.drop_before(series=...); a last transaction recomputes what writes marked
+        meanwhile and lets the sample store drop what goes whole (PostgreSQL's day partitions)
+        and move the raw horizons. Raw drops hold the retention lock alone on PostgreSQL, so
+        no write lands in data being dropped (on SQLite, transactions are serial anyway)."""
+        for res in RESOLUTIONS:
+            await self.materialize(res, closed[res.name])
+        with self._noting_faults():
+
+            async def drop_raw(conn: AsyncConnection, batch: maintenance.Batch) -> int:
+                await maintenance.recompute_series(
+                    conn, self.samples, batch, closed, plan.raw_cutoffs
+                )
+                ids = [sid for sid, _ in batch]
+                return (await self.samples.drop_before(conn, plan, series=ids)).rows
+
+            raw_rows = await self._in_series_chunks(drop_raw, exclusive=True)
+            await self.between_job_chunks()
+            latest = max(plan.raw_cutoffs.values())
+            async with self._job_transaction(exclusive=True) as conn:
+                for res in RESOLUTIONS:
+                    await maintenance.recompute(
+                        conn, self.samples, res, min(closed[res.name], latest)
+                    )
+                last = await self.samples.drop_before(conn, plan)
+            rollup_rows = await self._in_series_chunks(
+                lambda conn, batch: maintenance.drop_rollups(conn, batch, plan)
+            )
+        return maintenance.DropReport(raw_rows + last.rows, rollup_rows, last.partitions)
+
+    async def _in_series_chunks(
+        self,
+        work: Callable[[AsyncConnection, maintenance.Batch], Awaitable[int]],
+        *,
+        exclusive: bool = False,
+    ) -> int:
+        """`work` on every series, in transactions of at most JOB_CHUNK_SERIES
+        series sized to JOB_TRANSACTION_TARGET; the sum of what it returns."""
+        size = self._chunk_size(self.settings.job_chunk_series)
+        total, after = 0, 0
+        while True:
+            await self.between_job_chunks()
+            async with self._job_transaction() as conn:
+                batch = await maintenance.series_batch(conn, after, size.size)
+                if not batch:
+                    return total
+                if exclusive:
+                    await dialect.exclusive_retention_lock(conn, RETENTION_LOCK_PATIENCE_SECONDS)
+                started = time.perf_counter()
+                total += await work(conn, batch)
+            size.took(len(batch), time.perf_counter() - started)
+            after = batch[-1][0]
+
+    @contextlib.asynccontextmanager
+    async def _job_transaction(self, *, exclusive: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One short transaction of a job. SQLite: on the writer, taking its turn on the write
+        lock like any write. Both commit without waiting for the disk (dialect.sqlite_unsynced,
+        dialect.UNSYNCED_COMMIT). PostgreSQL: on a pooled connection of its own, beside the writes;
+        `exclusive` holds the retention lock alone (trying without queueing first)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self.backend == "sqlite":
+                await stack.enter_async_context(self._write_lock)
+                conn = await stack.enter_async_context(self.engines.writer.connect())
+                await stack.enter_async_context(
+                    dialect.sqlite_unsynced(conn, self.settings.sqlite_synchronous)
+                )
+                await stack.enter_async_context(conn.begin())
+            else:
+                conn = await stack.enter_async_context(self.engines.writer.begin())
+                await conn.execute(text(dialect.UNSYNCED_COMMIT))
+            if exclusive:
+                await dialect.exclusive_retention_lock(conn, RETENTION_LOCK_PATIENCE_SECONDS)
+            yield conn
 
     async def retention_overrides(self) -> dict[str, dict[str, int]]:
         async with self.engines.reader.connect() as conn:
@@ -561,6 +668,16 @@ class Store(AlertStore):
         async with self.engines.reader.connect() as conn:
             count = await conn.execute(select(func.count()).select_from(schema.series))
             return int(count.scalar_one())
+
+
+async def _next_turn() -> None:
+    await asyncio.sleep(0)
+
+
+def chunk_buckets(per_minute: int, res: Resolution) -> int:
+    """Buckets of `res` per job transaction: JOB_CHUNK_BUCKETS one-minute buckets, fewer of
+    the wider ones (each holds more samples), at least one."""
+    return max(1, per_minute * 60_000 // res.ms)
 
 
 def is_connection_error(exc: BaseException) -> bool:

@@ -519,6 +519,50 @@ def test_drop_before_per_metric_cut_offs(database_url: str, implementation: Open
     run(go())
 
 
+def test_drop_before_in_chunks_of_series(database_url: str, implementation: Opener) -> None:
+    """The retention job's form: a call per chunk of series drops only those series' samples
+    (what goes whole for every series may wait) and moves no horizon; the call without series
+    after the last chunk completes the drop: together, what one call drops."""
+
+    async def go() -> None:
+        async with opened(database_url, implementation) as subject:
+            days = range(4)
+            _, short = await subject.write(
+                "short", [(h, T0 + d * DAY + 5 * HOUR, 1.0) for d in days for h in "ab"]
+            )
+            _, other = await subject.write(
+                "other", [("c", T0 + d * DAY + 5 * HOUR, 2.0) for d in days]
+            )
+            plan = RetentionPlan(
+                raw_cutoffs={"*": T0 + DAY + HOUR, "short": T0 + 2 * DAY + HOUR},
+                rollup_cutoffs={res.name: {"*": 0, "short": 0} for res in RESOLUTIONS},
+                overridden=frozenset({"short"}),
+            )
+            async with subject.engines.writer.begin() as conn:
+                rows = (await subject.store.drop_before(conn, plan, series=[short["a"]])).rows
+            kept = await subject.read([short["a"]], 0, T0 + 10 * DAY)
+            assert T0 + DAY + 5 * HOUR not in kept[1].tolist()
+            untouched = await subject.read([short["b"], other["c"]], 0, T0 + 10 * DAY)
+            assert len(untouched[1]) == 8
+            # No horizon moved yet: what the chunk dropped is written raw again.
+            result, _ = await subject.write("short", [("a", T0 + DAY + 5 * HOUR, 3.0)])
+            assert (result.raw, result.rollups_only) == (1, 0)
+            for chunk in ([short["a"], short["b"]], [other["c"]]):
+                async with subject.engines.writer.begin() as conn:
+                    rows += (await subject.store.drop_before(conn, plan, series=chunk)).rows
+            async with subject.engines.writer.begin() as conn:
+                rows += (await subject.store.drop_before(conn, plan)).rows
+            assert rows == 6  # the 5 of one call and the sample written again
+            kept = await subject.read(sorted(short.values()), 0, T0 + 10 * DAY)
+            assert sorted(set(kept[1].tolist())) == [T0 + d * DAY + 5 * HOUR for d in (2, 3)]
+            kept = await subject.read([other["c"]], 0, T0 + 10 * DAY)
+            assert kept[1].tolist() == [T0 + d * DAY + 5 * HOUR for d in (1, 2, 3)]
+            result, _ = await subject.write("short", [("a", T0 + DAY + 5 * HOUR, 4.0)])
+            assert (result.raw, result.rollups_only) == (0, 1)
+
+    run(go())
+
+
 def test_empty_selections(database_url: str, implementation: Opener) -> None:
     async def go() -> None:
         async with opened(database_url, implementation) as subject:

@@ -5,6 +5,8 @@ rows and the raw horizons are the row store's business (it runs first)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,10 +32,19 @@ def _groups(plan: RetentionPlan) -> list[tuple[int, str]]:
     ]
 
 
-async def drop_blocks(conn: AsyncConnection, plan: RetentionPlan) -> int:
-    """Drop the block samples before the plan's cut-offs; returns how many."""
+async def drop_blocks(
+    conn: AsyncConnection, plan: RetentionPlan, series: Sequence[int] | None = None
+) -> int:
+    """Drop the block samples before the plan's cut-offs (of these series only, if given);
+    returns how many."""
     dropped = 0
-    for cut, of_series in _groups(plan):
+    only = (
+        ""
+        if series is None
+        else f" AND series_id IN ({','.join(str(int(i)) for i in series) or 'NULL'})"
+    )
+    for cut, condition in _groups(plan):
+        of_series = condition + only
         expired = f"last_ts < {int(cut)} AND {of_series}"
         found = await conn.execute(
             text(f"SELECT coalesce(sum(count), 0) FROM blocks WHERE {expired}")

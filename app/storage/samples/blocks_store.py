@@ -289,9 +289,11 @@ class BlockSampleStore:
 
     # -- retention ------------------------------------------------------------------------------
 
-    async def drop_before(self, conn: AsyncConnection, plan: RetentionPlan) -> RawDrop:
-        dropped = await self.head.drop_before(conn, plan)
-        return RawDrop(dropped.rows + await drop_blocks(conn, plan), dropped.partitions)
+    async def drop_before(
+        self, conn: AsyncConnection, plan: RetentionPlan, series: Sequence[int] | None = None
+    ) -> RawDrop:
+        dropped = await self.head.drop_before(conn, plan, series)
+        return RawDrop(dropped.rows + await drop_blocks(conn, plan, series), dropped.partitions)
 
 
 PAIR = np.dtype([("s", "<i8"), ("b", "<i8")])

@@ -31,7 +31,7 @@ from app.storage.dialect import (
 from app.storage.samples.partitions import DAY_MS, drop_partition, existing_partition_days
 from app.storage.samples.pg_small_writes import SmallWrites
 from app.storage.samples.protocol import Points, RawDrop
-from app.storage.samples.row_sql import RowSql
+from app.storage.samples.row_sql import RowSql, delete_series_before
 from app.storage.writes import Marks, Policies
 
 # The primary key (series_id, ts) already holds the rows in the order a raw read returns them, so
@@ -215,27 +215,34 @@ class PostgresRows(RowSql):
 
     # -- retention ------------------------------------------------------------------------------
 
-    async def drop_raw(self, conn: AsyncConnection, plan: RetentionPlan) -> RawDrop:
+    async def drop_raw(
+        self, conn: AsyncConnection, plan: RetentionPlan, series: Sequence[int] | None = None
+    ) -> RawDrop:
         """Whole day partitions that every metric's policy lets go; overrides shorter than that
         are row deletes within the remaining partitions (docs/rollups-and-retention.md). The
-        raw horizons move with them."""
+        raw horizons move with them. With `series`: only the row deletes of these series, in
+        the partitions that stay, and no horizon moves."""
         cutoffs = plan.raw_cutoffs
         floor = min(cutoffs.values())
+        later = {m: cutoffs[m] for m in sorted(plan.overridden) if cutoffs[m] > floor}
+        if series is not None:
+            kept_from = floor // DAY_MS * DAY_MS  # earlier rows go with their partitions
+            rows = await delete_series_before(conn, series, later, kept_from) if later else 0
+            return RawDrop(rows, 0)
         rows = partitions = 0
         for day in await existing_partition_days(conn):
             if (day + 1) * DAY_MS <= floor:
                 rows += await drop_partition(conn, day)
                 partitions += 1
                 await maintenance.record_horizons(conn, {"*": (day + 1) * DAY_MS})
-        for metric in sorted(plan.overridden):
-            if cutoffs[metric] > floor:
-                of_metric = maintenance.series_of(metric)
-                result = await conn.execute(
-                    text(f"DELETE FROM samples WHERE ts < :cut AND series_id IN {of_metric}"),
-                    {"cut": cutoffs[metric]},
-                )
-                rows += int(result.rowcount or 0)
-                await maintenance.record_horizons(conn, {metric: cutoffs[metric]})
+        for metric, cut in later.items():
+            of_metric = maintenance.series_of(metric)
+            result = await conn.execute(
+                text(f"DELETE FROM samples WHERE ts < :cut AND series_id IN {of_metric}"),
+                {"cut": cut},
+            )
+            rows += int(result.rowcount or 0)
+            await maintenance.record_horizons(conn, {metric: cut})
         return RawDrop(rows, partitions)
 
     async def writer_read_only(self) -> bool | None:

@@ -151,9 +151,17 @@ class SampleStore(Protocol):
         """Per (series, hour start) pair, whether samples of the series lie in that hour."""
         ...
 
-    async def drop_before(self, conn: AsyncConnection, plan: RetentionPlan) -> RawDrop:
+    async def drop_before(
+        self, conn: AsyncConnection, plan: RetentionPlan, series: Sequence[int] | None = None
+    ) -> RawDrop:
         """Delete raw samples before the plan's cut-offs (every metric's own) and move the raw
-        horizons to them; in the caller's transaction, which holds the retention lock alone."""
+        horizons to them; in the caller's transaction, which holds the retention lock alone.
+
+        With `series` (the retention job's short transactions, a chunk of series at a time):
+        only samples of these series, only what goes series by series, and no horizon moves.
+        What goes whole for every series at once (PostgreSQL's day partitions) and the horizons
+        are left to the call without `series` that the job makes after its last chunk; the
+        caller has recomputed the chunk's marks before their cut-offs in the same transaction."""
         ...
 
     async def writer_read_only(self) -> bool | None:

@@ -11,10 +11,11 @@ bucket without any other value has no row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.rollup import SQUARE_FLOOR, SQUARE_LIMIT, SUM_LIMIT, Buckets
@@ -26,6 +27,39 @@ SINGLE_PASS_MAX_WIDTH_MS = 300_000
 def id_list(ids: object) -> str:
     """Series ids (or timestamps) inlined as a SQL list: integers only."""
     return ",".join(str(int(i)) for i in ids)  # type: ignore[attr-defined]
+
+
+async def delete_series_before(
+    conn: AsyncConnection,
+    series: Sequence[int],
+    cutoffs: Mapping[str, int],
+    kept_from: int | None = None,
+) -> int:
+    """Delete the raw samples of these series before their metric's cut-off (`cutoffs["*"]` for
+    metrics without one of their own; series of a metric with neither keep theirs), at or after
+    `kept_from` if given. Returns the rows deleted."""
+    if not series:
+        return 0
+    found = await conn.execute(
+        text(f"SELECT id, metric_name FROM series WHERE id IN ({id_list(series)})")
+    )
+    by_cut: dict[int, list[int]] = {}
+    for sid, metric in found:
+        cut = cutoffs.get(str(metric), cutoffs.get("*"))
+        if cut is not None:
+            by_cut.setdefault(cut, []).append(int(sid))
+    since = "" if kept_from is None else f" AND ts >= {int(kept_from)}"
+    removed = 0
+    for cut, ids in sorted(by_cut.items()):
+        result = await conn.execute(
+            text(
+                f"DELETE FROM samples WHERE series_id IN ({id_list(sorted(ids))})"
+                f" AND ts < :cut{since}"
+            ),
+            {"cut": cut},
+        )
+        removed += int(result.rowcount or 0)
+    return removed
 
 
 def bucket_expr(ts_column: str, width_ms: int) -> str:

@@ -296,8 +296,10 @@ class RowSampleStore:
 
     # -- retention ------------------------------------------------------------------------------
 
-    async def drop_before(self, conn: AsyncConnection, plan: RetentionPlan) -> RawDrop:
-        dropped = await self.backend.drop_raw(conn, plan)
+    async def drop_before(
+        self, conn: AsyncConnection, plan: RetentionPlan, series: Sequence[int] | None = None
+    ) -> RawDrop:
+        dropped = await self.backend.drop_raw(conn, plan, series)
         if dropped.partitions:
             self._partitions.forget()
         return dropped

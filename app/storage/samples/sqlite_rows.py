@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from app.services.retention import RetentionPlan
 from app.storage import exact_values, maintenance
 from app.storage.dialect import driver_errors
 from app.storage.samples.protocol import Points, RawDrop
-from app.storage.samples.row_sql import RowSql
+from app.storage.samples.row_sql import RowSql, delete_series_before
 from app.storage.samples.sqlite_thread import SqliteThread
 from app.storage.writes import Marks, Policies
 
@@ -228,11 +228,21 @@ class SqliteRows(RowSql):
 
     # -- retention ------------------------------------------------------------------------------
 
-    async def drop_raw(self, conn: AsyncConnection, plan: RetentionPlan) -> RawDrop:
-        """Row deletes, per metric's own cut-off; each metric's raw horizon moves to it."""
-        rows = await maintenance.delete_by_metric(
-            conn, "samples", "ts", plan.raw_cutoffs, plan.overridden
-        )
+    async def drop_raw(
+        self, conn: AsyncConnection, plan: RetentionPlan, series: Sequence[int] | None = None
+    ) -> RawDrop:
+        """Row deletes, per metric's own cut-off; each metric's raw horizon moves to it (with
+        `series`: only these series' rows, no horizon moves). The deletes go series by series
+        through the primary key, so a run's last call, after its chunks, finds little to read."""
+        if series is not None:
+            return RawDrop(await delete_series_before(conn, series, plan.raw_cutoffs), 0)
+        rows = 0
+        for cut, of_metrics in metric_groups(plan):
+            result = await conn.execute(
+                text(f"DELETE FROM samples WHERE series_id IN {of_metrics} AND ts < :cut"),
+                {"cut": cut},
+            )
+            rows += int(result.rowcount or 0)
         await maintenance.record_horizons(conn, await maintenance.metric_cutoffs(conn, plan))
         return RawDrop(rows, 0)
 
@@ -241,3 +251,16 @@ class SqliteRows(RowSql):
 
     async def close(self) -> None:
         """Nothing of its own to close."""
+
+
+def metric_groups(plan: RetentionPlan) -> Iterator[tuple[int, str]]:
+    """(raw cut-off, SQL subquery of the ids of the series it applies to): the default for
+    metrics without an override, then each override's own. Metric names are validated
+    identifiers (letters, digits, '_' and ':'), so they are safe to inline."""
+    others = ", ".join(f"'{m}'" for m in sorted(plan.overridden)) or "''"
+    yield (
+        plan.raw_cutoffs["*"],
+        f"(SELECT id FROM series WHERE metric_name NOT IN ({others}))",
+    )
+    for metric in sorted(plan.overridden):
+        yield plan.raw_cutoffs[metric], maintenance.series_of(metric)
