@@ -104,7 +104,7 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 30) -> Non
         try:
             if check():
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):  # not up yet, or a plain-text 503 while starting
             pass
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
