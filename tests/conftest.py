@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -35,6 +36,11 @@ from app.jobs.work import JobOutcome
 from app.main import create_app
 from app.migrate import upgrade
 from app.storage.store import Store
+
+# No per-example deadline: the suite shares two cores with servers and real clients, and a slow
+# example is not a wrong one (speed is measured by `make bench`, never by a test).
+hypothesis_settings.register_profile("suite", deadline=None)
+hypothesis_settings.load_profile("suite")
 
 ROOT = Path(__file__).resolve().parents[1]
 
