@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from app.services import anomaly
@@ -226,16 +226,19 @@ def test_mad_falls_back_to_the_mean_absolute_deviation_when_most_points_are_equa
 
 @settings(deadline=None)
 @given(st.lists(moderate, min_size=1, max_size=80), thresholds)
+@example([1.0, 1e-135, 0.0], 2.39)  # a MAD of 1e-135 of the peak is a MAD, not a zero one
+@example([1.0, 1e-141, 0.0, 0.0], 2.39)  # ... and 1e-141 of it counts as zero
 def test_mad_matches_oracle(values: list[float], threshold: float) -> None:
     result = anomaly.mad(values, threshold)
     median = statistics.median(values)
     spread = statistics.median([abs(v - median) for v in values])
-    peak = max(abs(v) for v in values)
-    if spread <= 1e-130 * peak:
-        # A MAD this small against the largest magnitude counts as zero (the scores would
-        # overflow): the mean absolute deviation takes its place.
+    # The method works on the values divided by a power of two near the largest magnitude (an
+    # exact division); a spread at or below _MIN_SPREAD of that counts as zero (the scores would
+    # overflow), and the mean absolute deviation takes its place.
+    floor = classic._MIN_SPREAD * classic._pow2_scale(max(abs(v) for v in values))
+    if spread <= floor:
         mean_ad = statistics.fmean([abs(v - median) for v in values])
-        if mean_ad <= 1e-130 * peak:
+        if mean_ad <= floor:
             if mean_ad == 0:
                 assert_clean(result, len(values))
             return
