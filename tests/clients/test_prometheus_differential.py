@@ -7,7 +7,10 @@ within 1e-6 relative, NaN equal to NaN.
 Prometheus 2.42 closes its windows and lookback (`[t - d, t]`) where Prometheus 3 and we leave
 them open (`(t - d, t]`). Evaluation times are therefore chosen a few hundred milliseconds away
 from every scrape's timestamp, so that no sample lies on a window's edge, and
-`test_closed_and_open_windows_differ_on_an_edge` checks the one difference on purpose.
+`test_closed_and_open_windows_differ_on_an_edge` checks the one difference on purpose. A
+subquery's inner evaluations are not ours to place: they fall on multiples of its step. When a
+scrape's timestamp falls exactly on a whole second too (a scrape phase of 0 ms, or jitter under
+load), the subqueries' windows have a sample on their edge, and only then are they left out.
 A target stopped half-way gives stale markers; the queries over its series see them end.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -48,6 +52,7 @@ class Setup:
     start: float  # a window every server holds fully, in seconds
     end: float
     offset: float  # fraction of a second away from every scrape timestamp
+    on_grid: bool  # a scrape timestamp on a whole second: subquery windows meet samples on edge
 
 
 def wait_for(url: str, timeout: float = 30) -> None:
@@ -171,7 +176,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             / 1000
         )
         first = float(min(float(s["values"][0][0]) for s in stamps["data"]["result"]))
-        yield Setup(base, ours, math.floor(first) + 7 + offset, math.floor(end) + offset, offset)
+        start = math.floor(first) + 7 + offset
+        yield Setup(base, ours, start, math.floor(end) + offset, offset, 0 in residues)
         while _opened:  # the kept-alive connections of every test's queries
             _opened.pop().close()
 
@@ -194,6 +200,7 @@ GAUGES = [
     "node_memory_MemFree_bytes",
     "gone_temperature_celsius",
 ]
+SUBQUERY = re.compile(r"\[[^\]]*:[^\]]*\]")
 OVER_TIME = ["avg", "min", "max", "sum", "count", "last", "stddev", "stdvar", "present"]
 
 
@@ -368,6 +375,9 @@ def test_same_answers_as_prometheus(setup: Setup) -> None:
     exprs = queries()
     assert len(exprs) >= 150
     cases: list[tuple[str, dict[str, Any]]] = []
+    if setup.on_grid:
+        print("\na scrape timestamp on a whole second: subqueries not compared in this run")
+        exprs = [e for e in exprs if not SUBQUERY.search(e)]
     for expr in exprs:
         for at in (setup.start, setup.end):
             cases.append(("/api/v1/query", {"query": expr, "time": f"{at:.3f}"}))
