@@ -49,12 +49,16 @@ async def retention(store: Store, settings: Settings, now: int) -> JobOutcome:
 
 
 async def compact(store: Store, settings: Settings, now: int) -> JobOutcome:
-    """Fold the head rows of closed spans (grace included) into compressed blocks."""
-    done = await store.compact(now - to_ms(settings.rollup_grace))
+    """Fold the head rows of closed spans (grace included) into compressed blocks, and the
+    closed days of the rollup tables into rollup blocks (with either layout)."""
+    closed = now - to_ms(settings.rollup_grace)
+    done = await store.compact(closed)
+    folded = await store.fold_rollups(closed)
+    rollups = f"rollup rows folded: {folded.rows}, rollup blocks written: {folded.blocks}"
     if done is None:
-        return JobOutcome(detail="nothing to compact: STORAGE_LAYOUT=rows")
+        return JobOutcome(detail=f"nothing to compact: STORAGE_LAYOUT=rows; {rollups}")
     detail = f"rows compacted: {done.rows}, blocks written: {done.blocks}, chunks: {done.chunks}"
-    return JobOutcome(detail=detail)
+    return JobOutcome(detail=f"{detail}, {rollups}")
 
 
 async def alert(store: Store, settings: Settings, now: int) -> JobOutcome:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.retention import RetentionPlan
 from app.services.rollup import RESOLUTIONS, Resolution
-from app.storage import dialect, schema
+from app.storage import dialect, rollup_blocks, schema
 from app.storage.samples.protocol import MarkedBuckets, SampleStore
 from app.storage.writes import Policies, policy_sql
 
@@ -70,6 +70,7 @@ async def recompute(
     claim = dialect.Claim(res.name, closed_before, after, limit, series)
     claimed, last = await dialect.claim_dirty(conn, claim)
     if claimed:
+        await rollup_blocks.unpack_claimed(conn, res)
         await samples.store_aggregates(conn, MarkedBuckets("claimed"), res, selected=claimed)
     return claimed, last
 
@@ -93,6 +94,20 @@ async def advance_state(conn: AsyncConnection, res: Resolution, closed_before: i
             .where(cols.resolution == res.name)
             .values(materialized_until=closed_before)
         )
+
+
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a NOWAIT lock that is held
+
+
+async def truncate_empty_marks(conn: AsyncConnection, res: Resolution) -> bool:
+    """PostgreSQL: TRUNCATE the marks table of `res` if it is empty, under an exclusive lock
+    taken without waiting (raises LOCK_NOT_AVAILABLE if a write holds it). Whether it did."""
+    table = f"rollup_dirty_{res.name}"
+    await conn.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT"))
+    if (await conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1"))).first() is not None:
+        return False
+    await conn.execute(text(f"TRUNCATE {table}"))
+    return True
 
 
 async def pending_invalidations(conn: AsyncConnection, res: Resolution) -> int:
@@ -170,8 +185,13 @@ async def delete_before(
 async def drop_rollups(conn: AsyncConnection, batch: Batch, plan: RetentionPlan) -> int:
     """Delete the rollup buckets of these series that start before their cut-offs."""
     removed = 0
+    widths = {res.name: res.ms for res in RESOLUTIONS}
     for res_name, cutoffs in plan.rollup_cutoffs.items():
         removed += await delete_before(conn, f"rollup_{res_name}", "bucket", batch, cutoffs)
+        by_cut: dict[int, list[int]] = {}
+        for sid, metric in batch:
+            by_cut.setdefault(_cut(cutoffs, metric), []).append(sid)
+        removed += await rollup_blocks.drop_before(conn, res_name, by_cut, widths[res_name])
     return removed
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.matchers import Matcher, matches_all
 from app.services.rollup import Buckets, Resolution, window_bounds
-from app.storage import dialect, schema
+from app.storage import dialect, rollup_blocks, schema
 from app.storage.samples.protocol import BucketRange, MarkedBuckets, SampleStore
 from app.storage.samples.row_sql import buckets_of, id_list
 
@@ -121,8 +121,11 @@ async def select_rollup(
     for first in range(0, len(refs), ID_CHUNK):
         ids = [ref.id for ref in refs[first : first + ID_CHUNK]]
         params = {"lo": lo, "hi": hi}
-        stored = (await conn.execute(text(_stored_sql(res, id_list(ids))), params)).all()
-        parts.append(buckets_of(stored))
+        stored = buckets_of(
+            (await conn.execute(text(_stored_sql(res, id_list(ids))), params)).all()
+        )
+        parts.append(stored)
+        parts.append(await rollup_blocks.read(conn, res, ids, lo, hi, stored))
         parts.append(await samples.aggregate(conn, BucketRange(ids, mu, hi + res.ms), res))
         dirty = MarkedBuckets(f"rollup_dirty_{res.name}", ids, lo, hi, before=mu)
         parts.append(await samples.aggregate(conn, dirty, res))

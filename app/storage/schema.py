@@ -70,6 +70,20 @@ blocks = Table(
     Column("payload", LargeBinary, nullable=False),
     PrimaryKeyConstraint("series_id", "span_start", name="pk_blocks"),
 )
+# Rollups stored compactly (migration 0008, docs/storage.md#rollup-blocks): one row per series,
+# resolution and closed UTC day, its buckets of `rollup_<res>` encoded by
+# app.storage.blocks.rollup_codec; rows of `rollup_<res>` in that day are newer and win. A rowid
+# table keyed by its primary key on SQLite, `payload` SET STORAGE EXTERNAL on PostgreSQL.
+rollup_blocks = Table(
+    "rollup_blocks",
+    metadata,
+    Column("series_id", Integer, nullable=False),
+    Column("resolution", String(8), nullable=False),
+    Column("day_start", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False),  # buckets in the payload
+    Column("payload", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("series_id", "resolution", "day_start", name="pk_rollup_blocks"),
+)
 # SQLite only (migration 0002): finds the few rows whose exact bits are kept apart.
 Index(
     "ix_samples_bits", samples.c.series_id, samples.c.ts, sqlite_where=samples.c.bits.isnot(None)

@@ -52,6 +52,7 @@ from app.storage import (
     maintenance,
     metadata,
     reads,
+    rollup_blocks,
     schema,
     series,
     series_index,
@@ -542,7 +543,19 @@ class Store(AlertStore):
                 if claimed == 0:
                     break
                 total += claimed
+            if budget and self.backend == "postgresql":
+                await self._truncate_empty_marks(res)
             return total
+
+    async def _truncate_empty_marks(self, res: Resolution) -> None:
+        """PostgreSQL: a marks table the run left empty is truncated, so that its dead tuples
+        and index pages go now rather than at autovacuum's pace; skipped if a write holds it."""
+        try:
+            async with self.engines.writer.begin() as conn:
+                await maintenance.truncate_empty_marks(conn, res)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != maintenance.LOCK_NOT_AVAILABLE:
+                raise
 
     def _chunk_size(self, most: int) -> maintenance.ChunkSize:
         """SQLite: chunks sized to JOB_TRANSACTION_TARGET, since writes wait for each one.
@@ -560,6 +573,25 @@ class Store(AlertStore):
             return None
         with self._noting_faults():
             return await self.samples.compact(closed_before, lambda: self._write_lock)
+
+    async def fold_rollups(self, closed_before: int) -> rollup_blocks.Folded:
+        """Fold the closed days of the rollup tables into rollup_blocks (whatever the layout),
+        a chunk of series per job transaction (caller holds job_lock)."""
+        async with self.engines.reader.connect() as conn:
+            until = {r.name: await reads.materialized_until(conn, r) for r in RESOLUTIONS}
+        before = {n: rollup_blocks.fold_boundary(closed_before, u) for n, u in until.items()}
+        folded = rollup_blocks.Folded()
+
+        async def fold(conn: AsyncConnection, batch: maintenance.Batch) -> int:
+            nonlocal folded
+            ids = [sid for sid, _ in batch]
+            for res in RESOLUTIONS:
+                folded += await rollup_blocks.fold(conn, res, ids, before[res.name])
+            return 0
+
+        with self._noting_faults():
+            await self._in_series_chunks(fold)
+        return folded
 
     async def apply_retention(
         self, plan: RetentionPlan, closed: Mapping[str, int]

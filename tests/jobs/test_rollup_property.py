@@ -8,7 +8,10 @@ samples are not kept.
 Writes come in random order with duplicates and overwrites, late into already materialized
 buckets, behind the raw floor (history), into hours whose raw samples have aged out but not been
 dropped yet, and again (re-sent requests); the clock moves on by whole hours; jobs run in random
-interleavings, retention before rollup, and two at once.
+interleavings, retention before rollup, and two at once. The samples lie in the last three hours
+of a UTC day that has closed when the clock starts, so the compact job folds that day's rollups
+into rollup blocks (app.storage.rollup_blocks), and later writes, late samples and history land
+in folded days; every check is made before and after a last fold.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from hypothesis import strategies as st
 from rollup_oracle import brute_force_buckets
 
 from app.jobs.runner import run_once
+from app.storage.blocks.rollup_codec import DAY_MS, decode_day
 from app.storage.store import Store
 from app.timeutil import format_ms
 
@@ -50,7 +54,7 @@ step = st.one_of(
     writes,  # twice as likely as the others
     st.tuples(st.just("resend"), st.integers(0, 100)),
     st.tuples(st.just("tick"), st.just(1)),
-    st.tuples(st.just("job"), st.sampled_from(["rollup", "retention", "both"])),
+    st.tuples(st.just("job"), st.sampled_from(["rollup", "retention", "both", "compact"])),
 )
 
 
@@ -82,6 +86,7 @@ class Model:
         self.truth: dict[tuple[str, int], float] = {}
         self.raw_stored: set[tuple[str, int]] = set()
         self.sent: list[list[dict[str, Any]]] = []
+        self.folded = False  # the compact job has run: writes may land in folded days
 
     @property
     def now(self) -> int:
@@ -130,8 +135,12 @@ class Model:
             answer = client.post("/metrics/ingest", json=body[0])
         else:
             answer = client.post("/backfill/import", json={"metrics": body})
+        if self.folded:
+            event("a write after a fold")
         if expected is None:
             event("history refused: the bucket holds data")
+            if self.folded:
+                event("history refused after a fold")
             assert answer.status_code == 422, answer.text
             assert "already holds data whose raw samples are not kept" in answer.text
             return
@@ -157,13 +166,28 @@ class Model:
 
 
 def stored_buckets(database_url: str, model: Model, window: str) -> dict[tuple[str, int], Any]:
+    """Rows of the rollup table laid over the buckets of rollup blocks (a row is newer)."""
+    out = {}
+    blocks = sql_rows(
+        database_url,
+        "SELECT s.labels, b.payload FROM rollup_blocks b JOIN series s ON s.id = b.series_id"
+        f" WHERE s.metric_name = '{model.metric}' AND b.resolution = '{window}'",
+    )
+    if blocks:
+        event(f"{window} buckets in rollup blocks")
+    for labels, payload in blocks:
+        host = (labels if isinstance(labels, dict) else json.loads(labels))["host"]
+        day = decode_day(bytes(payload))
+        columns = (day.bucket, day.count, day.sum, day.min, day.max)
+        for bucket, *agg in zip(*(c.tolist() for c in columns), strict=True):
+            if bucket >= model.cutoff(window):
+                out[(host, int(bucket))] = tuple(agg)
     rows = sql_rows(
         database_url,
         f"SELECT s.labels, r.bucket, r.count, r.sum, r.min, r.max FROM rollup_{window} r"
         f" JOIN series s ON s.id = r.series_id WHERE s.metric_name = '{model.metric}'"
         f" AND r.bucket >= {model.cutoff(window)}",
     )
-    out = {}
     for labels, bucket, *agg in rows:
         host = (labels if isinstance(labels, dict) else json.loads(labels))["host"]
         out[(host, int(bucket))] = tuple(agg)
@@ -192,6 +216,12 @@ def query(client: TestClient, path: str, model: Model, **extra: str) -> list[dic
 
 def check(client: TestClient, database_url: str, model: Model) -> None:
     asyncio.run(_jobs(database_url, ["rollup"], model.now))  # materialize what is pending
+    check_rollups(client, database_url, model)
+    asyncio.run(_jobs(database_url, ["compact"], model.now))  # fold, and check again
+    check_rollups(client, database_url, model)
+
+
+def check_rollups(client: TestClient, database_url: str, model: Model) -> None:
     for window in WIDTHS:
         expected = model.buckets(window)
         assert stored_buckets(database_url, model, window) == expected, window
@@ -223,7 +253,8 @@ def test_rollups_equal_brute_force_truth(
     client: TestClient, database_url: str, steps: list[tuple[str, Any]]
 ) -> None:
     now = int(time.time() * 1000)
-    model = Model(f"prop_{next(_metric_numbers)}", now - now % HOUR - 4 * HOUR)
+    # t0 three hours before the end of yesterday (UTC): the clock starts 1h30 into today
+    model = Model(f"prop_{next(_metric_numbers)}", now - now % DAY_MS - DAY_MS - 3 * HOUR)
     store = client.app.state.store  # type: ignore[attr-defined]
     store.clock = lambda: model.now  # the server's "now" for retention floors follows the model
     client.put(f"/retention/{model.metric}", json=POLICY).raise_for_status()
@@ -251,4 +282,5 @@ def test_rollups_equal_brute_force_truth(
             asyncio.run(_jobs(database_url, names, model.now))
             if "retention" in names:
                 model.retention()
+            model.folded = model.folded or "compact" in names
     check(client, database_url, model)

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.model import SeriesKey
 from app.services.retention import HISTORY
 from app.services.rollup import RESOLUTIONS, Buckets, Resolution, aggregate
+from app.storage import rollup_blocks
 from app.storage.exact_values import KEY
 from app.storage.samples.row_sql import RowSql
 from app.storage.writes import HistoryConflict, Rows, WritePlan
@@ -171,6 +172,8 @@ async def _stored(
     """Per bucket, whether the rollup table holds a row for it already."""
     if len(buckets) == 0:
         return np.zeros(0, dtype=bool)
+    # a day folded into a rollup block is rows again first (rolled back with a refusal)
+    await rollup_blocks.unpack_buckets(conn, res, buckets.sids, buckets.bucket)
     lo, hi = int(buckets.bucket.min()), int(buckets.bucket.max())
     found: list[tuple[int, int]] = []
     ids = np.unique(buckets.sids)
