@@ -56,6 +56,7 @@ DATA_TABLES = (
     "series",
     "samples",
     "blocks",
+    "rollup_blocks",
     "rollup_1m",
     "rollup_5m",
     "rollup_1h",
