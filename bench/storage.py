@@ -10,7 +10,11 @@ fresh database and the real server (uvicorn subprocess, jobs off):
   connection), durable before each answer;
 - `/query/raw` of one series (all its points) and `/query/rollup` at 1h of the 25 series of one
   region, end to end as a client sees them (p50 of `--repeats`);
-- the rollup job over everything, as a process (`python -m app.jobs.rollup_job`);
+- the rollup job over everything, as a process (`python -m app.jobs.rollup_job`), then the compact
+  job (`python -m app.jobs.compact_job`), which folds the closed days of the rollup tables into
+  rollup blocks (with STORAGE_LAYOUT=blocks it also compacts raw samples); the workload ends at
+  the last UTC midnight at least 2 hours ago, so that every day of it has closed, as it has a day
+  after ingestion;
 - bytes per sample on disk, split into raw samples, rollups, invalidation marks, series and the
   rest (SQLite: the `dbstat` table; PostgreSQL: each relation with its indexes and TOAST);
 - the server's peak RSS while a streaming NDJSON import of `--stream-samples` samples runs
@@ -116,15 +120,28 @@ def stream_peak_rss(server: Server, samples: int, end_ms: int) -> float:
     return server.peak_rss_mb()
 
 
-def rollup_job_seconds(url: str, client: httpx.Client) -> float:
-    """The rollup job's own duration (as /jobs/status records it), run as a process."""
+def job_seconds(url: str, client: httpx.Client, job: str) -> float:
+    """A job's own duration (as /jobs/status records it), run as a process."""
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
     subprocess.run(
-        [sys.executable, "-m", "app.jobs.rollup_job"], cwd=ROOT, env=env, check=True,
+        [sys.executable, "-m", f"app.jobs.{job}_job"], cwd=ROOT, env=env, check=True,
         capture_output=True,
     )  # fmt: skip
     status = client.get("/jobs/status").json()
-    return float(status["jobs"]["rollup"]["duration_ms"]) / 1000
+    return float(status["jobs"][job]["duration_ms"]) / 1000
+
+
+def closed_end(now_ms: int) -> int:
+    """The last UTC midnight at least 2 hours before `now_ms`: every day before it has closed
+    (ROLLUP_GRACE and the fold's hour of margin included)."""
+    end = now_ms - 2 * 3_600_000
+    return end - end % 86_400_000
+
+
+def sizes_of(name: str, url: str) -> dict[str, int]:
+    if name == "sqlite":
+        return sqlite_bytes(Path(make_url(url).database or ""))
+    return asyncio.run(postgres_bytes(url))
 
 
 def group_of(table: str) -> str:
@@ -132,7 +149,7 @@ def group_of(table: str) -> str:
         return "raw"
     if table.startswith("rollup_dirty") or table.startswith("claimed"):
         return "marks"
-    if table.startswith("rollup_") and table != "rollup_state":
+    if table.startswith("rollup_") and table != "rollup_state":  # rollup_blocks too
         return "rollups"
     if table.startswith("series"):
         return "series"
@@ -187,7 +204,12 @@ def ours(name: str, url: str, work: Workload, args: argparse.Namespace) -> dict[
     whole: dict[str, Any] = {"start_time": work.start_ms / 1000, "end_time": work.end_ms / 1000}
     with Server(env) as server, httpx.Client(base_url=server.base_url, timeout=600) as client:
         result["import_per_s"] = import_rate(client, work)
-        result["rollup_job_s"] = rollup_job_seconds(url, client)
+        result["rollup_job_s"] = job_seconds(url, client, "rollup")
+        before = sizes_of(name, url)  # PostgreSQL: before any VACUUM
+        result["bytes_per_sample_before_fold"] = {
+            k: v / work.samples for k, v in sorted(before.items())
+        }
+        result["compact_job_s"] = job_seconds(url, client, "compact")
         if name == "postgresql":
             asyncio.run(vacuum_analyze(url))
         raw: dict[str, Any] = {"metric_name": METRIC, "label": f"host:{HOST}", **whole}
@@ -201,10 +223,7 @@ def ours(name: str, url: str, work: Workload, args: argparse.Namespace) -> dict[
         result["rollup_read_ms"] = p50_ms(
             lambda: client.get("/query/rollup", params=rollup), args.repeats
         )
-        if name == "sqlite":
-            sizes = sqlite_bytes(Path(make_url(url).database or ""))
-        else:
-            sizes = asyncio.run(postgres_bytes(url))
+        sizes = sizes_of(name, url)
         result["bytes_per_sample"] = {k: v / work.samples for k, v in sorted(sizes.items())}
         result["bytes_per_sample"]["total"] = sum(sizes.values()) / work.samples
         if args.stream_samples:
@@ -301,6 +320,15 @@ def table(results: list[dict[str, Any]], vm: dict[str, Any], points: int) -> str
             "<= 1x VM",
         ),
         ("rollup job, all samples (s)", lambda r: f"{r['rollup_job_s']:.2f}", "<= 2"),
+        ("compact job, after it (s)", lambda r: f"{r.get('compact_job_s', 0):.2f}", "-"),
+        (
+            "disk, rollups + marks before the compact job (B/sample)",
+            lambda r: (
+                f"{r.get('bytes_per_sample_before_fold', {}).get('rollups', 0):.2f} + "
+                f"{r.get('bytes_per_sample_before_fold', {}).get('marks', 0):.2f}"
+            ),
+            "-",
+        ),
         (
             "disk, raw samples (B/sample)",
             lambda r: f"{r['bytes_per_sample'].get('raw', 0):.2f}",
@@ -349,7 +377,7 @@ def table(results: list[dict[str, Any]], vm: dict[str, Any], points: int) -> str
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    work = workload.build(args.series, args.points, args.seed, int(time.time() * 1000))
+    work = workload.build(args.series, args.points, args.seed, closed_end(int(time.time() * 1000)))
     before = calibration.measure()
     results = []
     with tempfile.TemporaryDirectory(prefix="metrics-bench-storage-") as tmp:
