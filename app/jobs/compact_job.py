@@ -1,5 +1,6 @@
 """`python -m app.jobs.compact_job`: fold the head rows of closed 2 h spans into compressed blocks
-(STORAGE_LAYOUT=blocks; with the row layout it has nothing to do).
+(STORAGE_LAYOUT=blocks), and the closed days of the rollup tables into rollup blocks (either
+layout, docs/storage.md#rollup-blocks).
 
 One pass by default; `--loop` keeps running every `--interval` (default COMPACT_INTERVAL)."""
 

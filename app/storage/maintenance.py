@@ -97,14 +97,24 @@ async def advance_state(conn: AsyncConnection, res: Resolution, closed_before: i
 
 
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a NOWAIT lock that is held
+# Transactions of this database that began before ours: their snapshots may predate the commit
+# that emptied a table, and TRUNCATE is not MVCC-safe (they would see it empty, not as it was).
+OLDER_TRANSACTIONS = (
+    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+    " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start < now()"
+    " LIMIT 1"
+)
 
 
-async def truncate_empty_marks(conn: AsyncConnection, res: Resolution) -> bool:
-    """PostgreSQL: TRUNCATE the marks table of `res` if it is empty, under an exclusive lock
-    taken without waiting (raises LOCK_NOT_AVAILABLE if a write holds it). Whether it did."""
-    table = f"rollup_dirty_{res.name}"
+async def truncate_if_empty(conn: AsyncConnection, table: str) -> bool:
+    """PostgreSQL: TRUNCATE `table` (of the jobs': marks, rollup rows) if it holds no row and no
+    transaction older than this one could still see rows in it; under an exclusive lock taken
+    without waiting (raises LOCK_NOT_AVAILABLE if a write holds it). The caller's transaction
+    began after the commit that emptied it. Whether it truncated."""
     await conn.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT"))
     if (await conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1"))).first() is not None:
+        return False
+    if (await conn.execute(text(OLDER_TRANSACTIONS))).first() is not None:
         return False
     await conn.execute(text(f"TRUNCATE {table}"))
     return True

@@ -543,16 +543,19 @@ class Store(AlertStore):
                 if claimed == 0:
                     break
                 total += claimed
-            if budget and self.backend == "postgresql":
-                await self._truncate_empty_marks(res)
+            if budget:
+                await self._truncate_if_empty(f"rollup_dirty_{res.name}")
             return total
 
-    async def _truncate_empty_marks(self, res: Resolution) -> None:
-        """PostgreSQL: a marks table the run left empty is truncated, so that its dead tuples
-        and index pages go now rather than at autovacuum's pace; skipped if a write holds it."""
+    async def _truncate_if_empty(self, table: str) -> None:
+        """PostgreSQL: a table a job left empty (marks, rollup rows all folded) is truncated,
+        so that its dead tuples and index pages go now rather than at autovacuum's pace;
+        skipped if a write holds it or an older transaction may see its rows."""
+        if self.backend != "postgresql":
+            return
         try:
             async with self.engines.writer.begin() as conn:
-                await maintenance.truncate_empty_marks(conn, res)
+                await maintenance.truncate_if_empty(conn, table)
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) != maintenance.LOCK_NOT_AVAILABLE:
                 raise
@@ -591,6 +594,9 @@ class Store(AlertStore):
 
         with self._noting_faults():
             await self._in_series_chunks(fold)
+            if folded.rows:
+                for res in RESOLUTIONS:
+                    await self._truncate_if_empty(f"rollup_{res.name}")
         return folded
 
     async def apply_retention(
