@@ -587,9 +587,7 @@ class Store(AlertStore):
 
         async def fold(conn: AsyncConnection, batch: maintenance.Batch) -> int:
             nonlocal folded
-            ids = [sid for sid, _ in batch]
-            for res in RESOLUTIONS:
-                folded += await rollup_blocks.fold(conn, res, ids, before[res.name])
+            folded += await rollup_blocks.fold(conn, [sid for sid, _ in batch], before)
             return 0
 
         with self._noting_faults():

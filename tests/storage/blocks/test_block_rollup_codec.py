@@ -52,8 +52,8 @@ def test_round_trip_of_aggregated_values(data: st.DataObject, width: int) -> Non
 
 
 def test_a_workload_day_is_small() -> None:
-    """The benchmark's values (10 s, three decimals): a 1m day in about 11 bytes a bucket, the
-    sum of squares modelled from the sum."""
+    """The benchmark's values (10 s, three decimals): a 1m day in under 11 bytes a bucket (the
+    decimal model; float columns take 12.2)."""
     rng = np.random.default_rng(3)
     ts = np.arange(8640, dtype=np.int64) * 10_000 + 20_000 * DAY_MS
     values = np.round(50 + 20 * np.sin(np.arange(ts.size) / 1375) + rng.normal(0, 3, ts.size), 3)
@@ -62,7 +62,7 @@ def test_a_workload_day_is_small() -> None:
     day = DayBuckets(b.bucket, b.count, b.sum, b.min, b.max, b.sumsq, b.last, b.last_ts)
     payload = encode_day(day, MINUTE)
     same(decode_day(payload), day)
-    assert len(payload) < 12 * len(day)
+    assert len(payload) < 11 * len(day)
 
 
 def test_empty_and_bad_input() -> None:
