@@ -8,10 +8,11 @@ The rules that keep every answer exact:
 - The fold takes a day of a series only when none of its buckets has a pending mark, and the
   rows it encodes are exactly the rows it deletes (`DELETE ... RETURNING`), so a row written
   meanwhile stays a row.
-- Anything that changes stored buckets of a day first unpacks that day's block back into rows
-  in its own transaction (`unpack_claimed` before the rollup job's `store_aggregates`,
-  `unpack_buckets` before a history merge checks and inserts), then does what it always did on
-  the rows. Late data into a closed day is rare; one day is at most 1,440 rows.
+- Anything that changes stored buckets of a day first unpacks that day's block back into rows,
+  in the transaction that changes them (`unpack_claimed` before the rollup job's
+  `store_aggregates`, `unpack_buckets` before a history merge checks and inserts), then does
+  what it always did on the rows. Late data into a closed day is rare; a day is at most 1,440
+  rows.
 - Retention deletes blocks of days before a cut-off and trims the day that straddles it.
 
 The fold, the rollup job and retention run under the job lock, so they never interleave with
@@ -35,6 +36,8 @@ COLUMNS = "series_id, bucket, count, sum, min, max, sumsq, last, last_ts"
 NAMES = COLUMNS.split(", ")
 FOLD_MARGIN_MS = 3_600_000  # a day is folded an hour after it is closed (grace included)
 KEY = np.dtype([("s", "<i8"), ("b", "<i8")])
+NAMES_FIELDS = tuple(Buckets.__dataclass_fields__)
+PAIRS_PER_QUERY = 500
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,6 @@ def _concat(parts: Sequence[Buckets]) -> Buckets:
         return buckets_of([])
     joined = Buckets(*(np.concatenate([getattr(p, n) for p in parts]) for n in NAMES_FIELDS))
     return joined.take(np.lexsort((joined.bucket, joined.sids)))
-
-
-NAMES_FIELDS = tuple(Buckets.__dataclass_fields__)
 
 
 def _groups(b: Buckets) -> list[tuple[int, int, Buckets]]:
@@ -200,8 +200,10 @@ async def _take(
     groups = _groups(rows)
     if not groups:
         return 0, []
-    stored = await _blocks(conn, res, _pairs_condition([(s, d) for s, d, _ in groups]))
-    held = {(s, d): p for s, d, p in stored}
+    held = {}
+    for first in range(0, len(groups), PAIRS_PER_QUERY):
+        chunk = [(s, d) for s, d, _ in groups[first : first + PAIRS_PER_QUERY]]
+        held.update({(s, d): p for s, d, p in await _blocks(conn, res, _pairs_condition(chunk))})
     merged = []
     for s, d, b in groups:
         payload = held.get((s, d))
@@ -248,22 +250,27 @@ async def _unpack(conn: AsyncConnection, res: Resolution, where: str) -> int:
 async def unpack_claimed(conn: AsyncConnection, res: Resolution) -> int:
     """Unpack the blocks of days holding a bucket of the temp table `claimed` (the rollup
     job's claim, dialect.claim_dirty), before the job recomputes those buckets."""
-    return await _unpack(
-        conn,
-        res,
-        "EXISTS (SELECT 1 FROM claimed c WHERE c.series_id = b.series_id"
-        f" AND c.bucket >= b.day_start AND c.bucket < b.day_start + {DAY_MS})",
-    )
+    days = await conn.execute(text(f"SELECT DISTINCT series_id, {_day('bucket')} FROM claimed"))
+    return await _unpack_pairs(conn, res, [(int(s), int(d)) for s, d in days])
 
 
 async def unpack_buckets(
     conn: AsyncConnection, res: Resolution, sids: np.ndarray, buckets: np.ndarray
 ) -> int:
     """Unpack the blocks of the days of these (series, bucket) pairs (a history merge's)."""
-    if sids.size == 0:
-        return 0
     pairs = np.unique(_keys(sids, buckets - buckets % DAY_MS))
-    return await _unpack(conn, res, _pairs_condition([(int(s), int(d)) for s, d in pairs]))
+    return await _unpack_pairs(conn, res, [(int(s), int(d)) for s, d in pairs.tolist()])
+
+
+async def _unpack_pairs(
+    conn: AsyncConnection, res: Resolution, pairs: Sequence[tuple[int, int]]
+) -> int:
+    """Unpack the blocks of these (series, day start) pairs that exist, by their key."""
+    unpacked = 0
+    for first in range(0, len(pairs), PAIRS_PER_QUERY):
+        chunk = pairs[first : first + PAIRS_PER_QUERY]
+        unpacked += await _unpack(conn, res, _pairs_condition(chunk))
+    return unpacked
 
 
 # -- reads ----------------------------------------------------------------------------------
