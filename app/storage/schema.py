@@ -73,7 +73,8 @@ blocks = Table(
 # Rollups stored compactly (migration 0008, docs/storage.md#rollup-blocks): one row per series,
 # resolution and closed UTC day, its buckets of `rollup_<res>` encoded by
 # app.storage.blocks.rollup_codec; rows of `rollup_<res>` in that day are newer and win. A rowid
-# table keyed by its primary key on SQLite, `payload` SET STORAGE EXTERNAL on PostgreSQL.
+# table keyed by its primary key on SQLite; on PostgreSQL `payload` SET STORAGE EXTERNAL and
+# toast_tuple_target 8160, in the migration.
 rollup_blocks = Table(
     "rollup_blocks",
     metadata,
