@@ -111,8 +111,11 @@ async def truncate_if_empty(conn: AsyncConnection, table: str) -> bool:
     transaction older than this one could still see rows in it; under an exclusive lock taken
     without waiting (raises LOCK_NOT_AVAILABLE if a write holds it). The caller's transaction
     began after the commit that emptied it. Whether it truncated."""
+    probe = text(f"SELECT 1 FROM {table} LIMIT 1")
+    if (await conn.execute(probe)).first() is not None:
+        return False  # the usual case under live ingestion: no lock taken
     await conn.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT"))
-    if (await conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1"))).first() is not None:
+    if (await conn.execute(probe)).first() is not None:
         return False
     if (await conn.execute(text(OLDER_TRANSACTIONS))).first() is not None:
         return False
