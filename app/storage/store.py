@@ -69,6 +69,7 @@ from app.storage.samples.compaction import Compacted
 from app.storage.samples.layout import open_sample_store
 from app.storage.samples.protocol import SampleStore, no_points
 from app.storage.series_index import IndexedSeries, RollupWindows, TimeBounds
+from app.storage.write_turns import WriteTurns
 from app.storage.writes import (
     AppendResult,
     CardinalityExceeded,
@@ -79,6 +80,8 @@ from app.timeutil import now_ms, to_ms
 
 DISK_FULL_BELOW_BYTES = 64 * 1024  # less free space than this: a SQLite write would not fit
 RETENTION_LOCK_PATIENCE_SECONDS = 2.0  # then wait in the queue for the retention lock
+# A write of fewer samples takes the write lock's fast lane (app.storage.write_turns, SQLite).
+SMALL_WRITE_ROWS = 1000
 
 __all__ = [
     "AppendResult",
@@ -183,7 +186,7 @@ class Store(AlertStore):
         self._grace_ms = to_ms(settings.rollup_grace)
         self._series_ids: dict[tuple[str, str], int] = {}
         self._metadata_written: dict[tuple[str, str], int] = {}  # (metric, fingerprint) -> ms
-        self._write_lock = asyncio.Lock()
+        self._write_lock = WriteTurns()
         # Awaited before each transaction of a job run: a turn for the event loop (tests hook
         # writes in here, to interleave them with the job's transactions).
         self.between_job_chunks: Callable[[], Awaitable[None]] = _next_turn
@@ -265,7 +268,7 @@ class Store(AlertStore):
                 conn, batch.keys, ids, missing, all_or_nothing, self.settings
             )
 
-        async with self._write_lock, self._write_deadline():
+        async with self._write_turn(len(batch)), self._write_deadline():
             with self._noting_faults():
                 ids, missing = self._cached_ids(batch.keys)
                 result = await self.samples.append(batch, ids, missing, resolve)
@@ -276,6 +279,16 @@ class Store(AlertStore):
                 key = batch.keys[i]
                 self._series_ids[(key.metric, key.fingerprint)] = int(ids[i])
         return result
+
+    def _write_turn(self, rows: int) -> AbstractAsyncContextManager[None]:
+        """What a sample write waits for in this process. SQLite: its turn on the single writer,
+        a small write (a group commit) before any waiting bulk write or job transaction.
+        PostgreSQL: nothing; writes run side by side on their own connections, kept apart by the
+        database's row locks (taken in one order on every path, app.storage.samples.rows), the
+        series-creation and retention locks, as writes of several processes always were."""
+        if self.backend == "postgresql":
+            return contextlib.nullcontext()
+        return self._write_lock.urgent() if rows < SMALL_WRITE_ROWS else self._write_lock
 
     @contextlib.asynccontextmanager
     async def _write_deadline(self) -> AsyncIterator[None]:
