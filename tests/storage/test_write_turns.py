@@ -209,6 +209,17 @@ WAITING = (
 )
 
 
+async def waiting(database_url: str) -> bool:
+    """Whether another connection waits on a lock (asked on a connection of its own, outside
+    any transaction: within one, PostgreSQL answers from the statistics snapshot it took
+    first)."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return bool(await conn.fetchval(WAITING))
+    finally:
+        await conn.close()
+
+
 async def blocker(database_url: str, store: Store, metric: str, ts: int) -> asyncpg.Connection:
     """Another connection's open transaction holding one row a bulk write of `metric` will
     insert (series b00 at `ts`): the bulk write waits for it inside its own transaction."""
@@ -238,10 +249,7 @@ def test_a_small_write_completes_while_a_bulk_write_waits_in_its_transaction(
         try:
             write = asyncio.create_task(store.append(bulk("bulk_pg", start + 100_000)))
 
-            async def waiting() -> bool:
-                return bool(await other.fetchval(WAITING))
-
-            await until(waiting, "the bulk write waiting on the row lock")
+            await until(lambda: waiting(database_url), "the bulk write waiting on the row lock")
             await asyncio.wait_for(store.append(single("small_pg", start + 1)), GUARD_SECONDS)
             small = await store.read_raw("small_pg", [], 0, 2**62, 10)
             assert not write.done()
