@@ -129,10 +129,13 @@ class Claim:
     after: Key | None = None
     limit: int | None = None
     series: Sequence[int] | None = None
+    series_in: str | None = None  # an SQL subquery of series ids: of these only
 
     def sql(self) -> tuple[str, str, dict[str, int]]:
         """(the mark table, the condition, its parameters); ORDER BY and LIMIT are `order`."""
         where, params = _claim_conditions(self.before_ms, self.after, self.series)
+        if self.series_in is not None:
+            where += f" AND series_id IN {self.series_in}"
         return f"rollup_dirty_{self.resolution}", where, params
 
     @property

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -266,7 +266,7 @@ class SqliteRows(RowSql):
         if series is not None:
             return RawDrop(await delete_series_before(conn, series, plan.raw_cutoffs), 0)
         rows = 0
-        for cut, of_metrics in metric_groups(plan):
+        for cut, of_metrics in maintenance.metric_groups(plan):
             result = await conn.execute(
                 text(f"DELETE FROM samples WHERE series_id IN {of_metrics} AND ts < :cut"),
                 {"cut": cut},
@@ -280,16 +280,3 @@ class SqliteRows(RowSql):
 
     async def close(self) -> None:
         """Nothing of its own to close."""
-
-
-def metric_groups(plan: RetentionPlan) -> Iterator[tuple[int, str]]:
-    """(raw cut-off, SQL subquery of the ids of the series it applies to): the default for
-    metrics without an override, then each override's own. Metric names are validated
-    identifiers (letters, digits, '_' and ':'), so they are safe to inline."""
-    others = ", ".join(f"'{m}'" for m in sorted(plan.overridden)) or "''"
-    yield (
-        plan.raw_cutoffs["*"],
-        f"(SELECT id FROM series WHERE metric_name NOT IN ({others}))",
-    )
-    for metric in sorted(plan.overridden):
-        yield plan.raw_cutoffs[metric], maintenance.series_of(metric)
