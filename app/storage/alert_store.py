@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.storage import alerts
 from app.storage.engine import Engines
+from app.storage.write_turns import WriteTurns
 from app.timeutil import now_ms
 
 Row = dict[str, Any]
@@ -16,7 +16,7 @@ Row = dict[str, Any]
 
 class AlertStore:
     engines: Engines
-    _write_lock: asyncio.Lock
+    _write_lock: WriteTurns
 
     # -- rules --------------------------------------------------------------------------
 

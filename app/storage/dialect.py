@@ -129,10 +129,13 @@ class Claim:
     after: Key | None = None
     limit: int | None = None
     series: Sequence[int] | None = None
+    series_in: str | None = None  # an SQL subquery of series ids: of these only
 
     def sql(self) -> tuple[str, str, dict[str, int]]:
         """(the mark table, the condition, its parameters); ORDER BY and LIMIT are `order`."""
         where, params = _claim_conditions(self.before_ms, self.after, self.series)
+        if self.series_in is not None:
+            where += f" AND series_id IN {self.series_in}"
         return f"rollup_dirty_{self.resolution}", where, params
 
     @property
@@ -183,13 +186,36 @@ async def claim_dirty(conn: AsyncConnection, claim: Claim) -> tuple[int, Key | N
 LAST_CLAIMED = "SELECT series_id, bucket FROM claimed ORDER BY series_id DESC, bucket DESC LIMIT 1"
 
 
+SQLITE_CLAIMED = (
+    "CREATE TEMP TABLE IF NOT EXISTS claimed (series_id INTEGER NOT NULL,"
+    " bucket INTEGER NOT NULL, PRIMARY KEY (series_id, bucket)) WITHOUT ROWID"
+)
+
+
+def sqlite_claim_on(db: sqlite3.Connection, claim: Claim) -> tuple[int, Key | None]:
+    """`_sqlite_claim` through the sqlite3 connection itself, on its thread (the same
+    statements, in the caller's open transaction)."""
+    table, where, params = claim.sql()
+    db.execute(SQLITE_CLAIMED)
+    db.execute("DELETE FROM claimed")
+    claimed = db.execute(
+        f"INSERT INTO claimed SELECT series_id, bucket FROM {table} WHERE {where}{claim.order}",
+        params,
+    ).rowcount
+    if claimed <= 0:
+        return 0, None
+    ls, lb = db.execute(LAST_CLAIMED).fetchone()
+    db.execute(
+        f"DELETE FROM {table} WHERE {where} AND (series_id, bucket) <= (:ls, :lb)",
+        {**params, "ls": int(ls), "lb": int(lb)},
+    )
+    return claimed, (int(ls), int(lb))
+
+
 async def _sqlite_claim(conn: AsyncConnection, claim: Claim) -> tuple[int, Key | None]:
     """SQLite's claim, in the open transaction (the writer's: nothing else writes meanwhile)."""
     table, where, params = claim.sql()
-    await conn.exec_driver_sql(
-        "CREATE TEMP TABLE IF NOT EXISTS claimed (series_id INTEGER NOT NULL,"
-        " bucket INTEGER NOT NULL, PRIMARY KEY (series_id, bucket)) WITHOUT ROWID"
-    )
+    await conn.exec_driver_sql(SQLITE_CLAIMED)
     await conn.exec_driver_sql("DELETE FROM claimed")
     result = await conn.execute(
         text(
@@ -229,9 +255,10 @@ async def share_retention_lock(conn: AsyncConnection) -> None:
     """Writers share this lock; a retention drop holds it alone, so no write lands in data being
     dropped, and every write sees the horizon of drops committed before it (SQLite: write lock)."""
     if is_postgres(conn):
-        raw = await _driver(conn)
-        with driver_errors(SHARED_RETENTION_LOCK):
-            await raw.execute(SHARED_RETENTION_LOCK)
+        # Through SQLAlchemy, not the driver's connection: SQLAlchemy sends BEGIN with its first
+        # statement, and a lock taken on the driver before it was taken outside the transaction
+        # (released at once), so a bulk write held no lock at all.
+        await conn.execute(text(SHARED_RETENTION_LOCK))
 
 
 async def exclusive_retention_lock(conn: AsyncConnection, patience_s: float = 0.0) -> None:
@@ -251,6 +278,32 @@ async def exclusive_retention_lock(conn: AsyncConnection, patience_s: float = 0.
 
 
 RETENTION_LOCK_POLL_SECONDS = 0.005
+# The transactions holding the retention lock in shared mode (writes), other than this one: a
+# bigint advisory key is (classid, objid) = (high, low 32 bits), objsubid 1.
+RETENTION_HOLDERS = (
+    "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    f" AND mode = 'ShareLock' AND classid = 0 AND objid = {RETENTION_LOCK_KEY}"
+    " AND objsubid = 1 AND pid <> pg_backend_pid()"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+async def wait_out_shared_holders(conn: AsyncConnection, patience_s: float) -> bool:
+    """PostgreSQL: wait until every transaction that holds the retention lock in shared mode
+    now (every write in flight) has ended, without queueing for the lock: writes that start
+    meanwhile go ahead. False if some still held it after `patience_s`."""
+    holders = list((await conn.execute(text(RETENTION_HOLDERS))).scalars())
+    deadline = time.monotonic() + patience_s
+    while holders:
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(RETENTION_LOCK_POLL_SECONDS)
+        still = await conn.execute(
+            text(f"{RETENTION_HOLDERS} AND virtualtransaction = ANY(CAST(:held AS text[]))"),
+            {"held": holders},
+        )
+        holders = list(still.scalars())
+    return True
 
 
 async def lock_series_creation(conn: AsyncConnection) -> None:

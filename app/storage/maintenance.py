@@ -7,7 +7,7 @@ Decisions (which buckets are closed, what a cut-off is) are made by the pure fun
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -61,13 +61,14 @@ async def recompute(
     after: dialect.Key | None = None,
     limit: int | None = None,
     series: Sequence[int] | None = None,
+    series_in: str | None = None,
 ) -> tuple[int, dialect.Key | None]:
     """Claim invalidated buckets of `res` that start before `closed_before` (all, or a chunk:
     see dialect.Claim) and have the sample store recompute them from raw, in the caller's
     transaction. Returns how many were claimed and the last claimed (series, bucket). The
     caller holds the job lock and has moved `materialized_until` (advance_state) to
     `closed_before` first, or holds the marks' buckets below it already."""
-    claim = dialect.Claim(res.name, closed_before, after, limit, series)
+    claim = dialect.Claim(res.name, closed_before, after, limit, series, series_in)
     claimed, last = await dialect.claim_dirty(conn, claim)
     if claimed:
         await rollup_blocks.unpack_claimed(conn, res)
@@ -155,6 +156,19 @@ async def series_batch(conn: AsyncConnection, after: int, limit: int) -> list[tu
     query = select(cols.id, cols.metric_name).where(cols.id > after)
     rows = await conn.execute(query.order_by(cols.id).limit(limit))
     return [(int(sid), str(name)) for sid, name in rows]
+
+
+def metric_groups(plan: RetentionPlan) -> Iterator[tuple[int, str]]:
+    """(raw cut-off, SQL subquery of the ids of the series it applies to): the default for
+    metrics without an override, then each override's own. Metric names are validated
+    identifiers (letters, digits, '_' and ':'), so they are safe to inline."""
+    others = ", ".join(f"'{m}'" for m in sorted(plan.overridden)) or "''"
+    yield (
+        plan.raw_cutoffs["*"],
+        f"(SELECT id FROM series WHERE metric_name NOT IN ({others}))",
+    )
+    for metric in sorted(plan.overridden):
+        yield plan.raw_cutoffs[metric], series_of(metric)
 
 
 async def recompute_series(

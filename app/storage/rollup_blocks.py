@@ -21,6 +21,7 @@ each other; writes (history merges) may, and only ever add rows (which win) or u
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -245,6 +246,13 @@ async def _unpack(conn: AsyncConnection, res: Resolution, where: str) -> int:
     )
     await _delete_blocks(conn, res, [(s, d) for s, d, _ in found])
     return len(found)
+
+
+def any_on(db: sqlite3.Connection, res: Resolution) -> bool:
+    """SQLite, on the writer's thread: whether any day of `res` is folded (the rollup job's
+    one-call road holds no unpack, so it is taken only when nothing is)."""
+    found = db.execute("SELECT 1 FROM rollup_blocks WHERE resolution = ? LIMIT 1", (res.name,))
+    return found.fetchone() is not None
 
 
 async def unpack_claimed(conn: AsyncConnection, res: Resolution) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import (
     AsyncIterator,
@@ -29,6 +30,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from sqlalchemy import func, select, text
@@ -68,8 +70,12 @@ from app.storage.reads import RollupData, SeriesData, SeriesRef
 from app.storage.samples.blocks_store import BlockSampleStore
 from app.storage.samples.compaction import Compacted
 from app.storage.samples.layout import open_sample_store
+from app.storage.samples.postgres_rows import row_delete_cutoffs
 from app.storage.samples.protocol import SampleStore, no_points
+from app.storage.samples.rows import RowSampleStore
+from app.storage.samples.sqlite_thread import SqliteThread
 from app.storage.series_index import IndexedSeries, RollupWindows, TimeBounds
+from app.storage.write_turns import WriteTurns
 from app.storage.writes import (
     AppendResult,
     CardinalityExceeded,
@@ -80,6 +86,9 @@ from app.timeutil import now_ms, to_ms
 
 DISK_FULL_BELOW_BYTES = 64 * 1024  # less free space than this: a SQLite write would not fit
 RETENTION_LOCK_PATIENCE_SECONDS = 2.0  # then wait in the queue for the retention lock
+RetentionLock = Literal["shared", "exclusive"]  # how a retention chunk holds the retention lock
+# A write of fewer samples takes the write lock's fast lane (app.storage.write_turns, SQLite).
+SMALL_WRITE_ROWS = 1000
 
 __all__ = [
     "AppendResult",
@@ -184,7 +193,7 @@ class Store(AlertStore):
         self._grace_ms = to_ms(settings.rollup_grace)
         self._series_ids: dict[tuple[str, str], int] = {}
         self._metadata_written: dict[tuple[str, str], int] = {}  # (metric, fingerprint) -> ms
-        self._write_lock = asyncio.Lock()
+        self._write_lock = WriteTurns()
         # Awaited before each transaction of a job run: a turn for the event loop (tests hook
         # writes in here, to interleave them with the job's transactions).
         self.between_job_chunks: Callable[[], Awaitable[None]] = _next_turn
@@ -266,7 +275,7 @@ class Store(AlertStore):
                 conn, batch.keys, ids, missing, all_or_nothing, self.settings
             )
 
-        async with self._write_lock, self._write_deadline():
+        async with self._write_turn(len(batch)), self._write_deadline():
             with self._noting_faults():
                 ids, missing = self._cached_ids(batch.keys)
                 result = await self.samples.append(batch, ids, missing, resolve)
@@ -277,6 +286,16 @@ class Store(AlertStore):
                 key = batch.keys[i]
                 self._series_ids[(key.metric, key.fingerprint)] = int(ids[i])
         return result
+
+    def _write_turn(self, rows: int) -> AbstractAsyncContextManager[None]:
+        """What a sample write waits for in this process. SQLite: its turn on the single writer,
+        a small write (a group commit) before any waiting bulk write or job transaction.
+        PostgreSQL: nothing; writes run side by side on their own connections, kept apart by the
+        database's row locks (taken in one order on every path, app.storage.samples.rows), the
+        series-creation and retention locks, as writes of several processes always were."""
+        if self.backend == "postgresql":
+            return contextlib.nullcontext()
+        return self._write_lock.urgent() if rows < SMALL_WRITE_ROWS else self._write_lock
 
     @contextlib.asynccontextmanager
     async def _write_deadline(self) -> AsyncIterator[None]:
@@ -533,12 +552,8 @@ class Store(AlertStore):
             total, after = 0, None
             while total < budget:
                 await self.between_job_chunks()
-                async with self._job_transaction() as conn:
-                    started = time.perf_counter()
-                    claimed, after = await maintenance.recompute(
-                        conn, self.samples, res, closed_before, after=after, limit=size.size
-                    )
-                    seconds = time.perf_counter() - started
+                claim = dialect.Claim(res.name, closed_before, after, size.size)
+                claimed, after, seconds = await self._recompute_chunk(claim, res)
                 size.took(claimed, seconds)
                 if claimed == 0:
                     break
@@ -559,6 +574,45 @@ class Store(AlertStore):
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) != maintenance.LOCK_NOT_AVAILABLE:
                 raise
+
+    async def _recompute_chunk(
+        self, claim: dialect.Claim, res: Resolution
+    ) -> tuple[int, dialect.Key | None, float]:
+        """One transaction of `materialize`: claim a chunk of marks and recompute their buckets.
+        Returns how many were claimed, the last one, and the seconds the work took. SQLite with
+        the row layout: the whole transaction as one call on the writer's thread
+        (RowSampleStore.recompute_on), unless rollup blocks of `res` exist (their days are
+        unpacked first, on the general road), so the write lock is held for the work alone,
+        not for a dozen trips through a busy event loop between its statements."""
+        if self.backend == "sqlite" and type(self.samples) is RowSampleStore:
+            rows = self.samples
+
+            def work(db: sqlite3.Connection) -> tuple[int, dialect.Key | None, float] | None:
+                if rollup_blocks.any_on(db, res):
+                    return None  # folded days to unpack first: the general road below
+                started = time.perf_counter()
+                claimed, last = rows.recompute_on(db, claim, res)
+                return claimed, last, time.perf_counter() - started
+
+            async with self._write_lock, self.engines.writer.connect() as conn:
+                thread = await SqliteThread.of(conn)
+                with dialect.driver_errors("BEGIN IMMEDIATE"):
+                    done = await thread.transaction(
+                        work, unsynced_from=self.settings.sqlite_synchronous
+                    )
+            if done is not None:
+                return done
+        async with self._job_transaction() as conn:
+            started = time.perf_counter()
+            claimed, last = await maintenance.recompute(
+                conn,
+                self.samples,
+                res,
+                claim.before_ms,
+                after=claim.after,
+                limit=claim.limit,
+            )
+            return claimed, last, time.perf_counter() - started
 
     def _chunk_size(self, most: int) -> maintenance.ChunkSize:
         """SQLite: chunks sized to JOB_TRANSACTION_TARGET, since writes wait for each one.
@@ -618,25 +672,49 @@ class Store(AlertStore):
                 ids = [sid for sid, _ in batch]
                 return (await self.samples.drop_before(conn, plan, series=ids)).rows
 
-            raw_rows = await self._in_series_chunks(drop_raw, exclusive=True)
+            lock = await self._retention_barrier(plan)
+            raw_rows = await self._in_series_chunks(drop_raw, lock=lock)
             await self.between_job_chunks()
-            latest = max(plan.raw_cutoffs.values())
             async with self._job_transaction(exclusive=True) as conn:
-                for res in RESOLUTIONS:
-                    await maintenance.recompute(
-                        conn, self.samples, res, min(closed[res.name], latest)
-                    )
+                # Each metric's marks before its own cut-off, not every series' before the
+                # latest one: a backfill's marks behind the shortest raw retention are not
+                # this transaction's (it held every write up for 0.3-0.5 s recomputing them).
+                for cut, of_metrics in maintenance.metric_groups(plan):
+                    for res in RESOLUTIONS:
+                        before = min(closed[res.name], cut)
+                        await maintenance.recompute(
+                            conn, self.samples, res, before, series_in=of_metrics
+                        )
                 last = await self.samples.drop_before(conn, plan)
             rollup_rows = await self._in_series_chunks(
                 lambda conn, batch: maintenance.drop_rollups(conn, batch, plan)
             )
         return maintenance.DropReport(raw_rows + last.rows, rollup_rows, last.partitions)
 
+    async def _retention_barrier(self, plan: RetentionPlan) -> RetentionLock:
+        """How the raw drops of a chunk of series hold the retention lock. PostgreSQL, row
+        layout: in shared mode, beside the writes, after a barrier. The horizons the row
+        deletes will set are recorded first (a write that reads them after that commit stores
+        nothing raw before a cut-off, whatever its clock), then the run waits for every write
+        in flight at that moment to end (one that may have read the old horizons), without
+        queueing for the lock. From then on no ordinary write stores raw samples or marks
+        behind a cut-off, and a write holding history (the lock alone) still excludes the
+        chunks. Otherwise, or if writes in flight outlast DB_WRITE_TIMEOUT and some: alone."""
+        if self.backend != "postgresql" or type(self.samples) is not RowSampleStore:
+            return "exclusive"
+        async with self._job_transaction() as conn:
+            await maintenance.record_horizons(conn, row_delete_cutoffs(plan))
+        patience = self.settings.db_write_timeout.total_seconds() + RETENTION_LOCK_PATIENCE_SECONDS
+        async with self.engines.writer.connect() as conn:
+            if await dialect.wait_out_shared_holders(conn, patience):
+                return "shared"
+        return "exclusive"
+
     async def _in_series_chunks(
         self,
         work: Callable[[AsyncConnection, maintenance.Batch], Awaitable[int]],
         *,
-        exclusive: bool = False,
+        lock: RetentionLock | None = None,
     ) -> int:
         """`work` on every series, in transactions of at most JOB_CHUNK_SERIES
         series sized to JOB_TRANSACTION_TARGET; the sum of what it returns."""
@@ -648,8 +726,10 @@ class Store(AlertStore):
                 batch = await maintenance.series_batch(conn, after, size.size)
                 if not batch:
                     return total
-                if exclusive:
+                if lock == "exclusive":
                     await dialect.exclusive_retention_lock(conn, RETENTION_LOCK_PATIENCE_SECONDS)
+                elif lock == "shared":
+                    await dialect.share_retention_lock(conn)
                 started = time.perf_counter()
                 total += await work(conn, batch)
             size.took(len(batch), time.perf_counter() - started)

@@ -249,6 +249,106 @@ def test_chunked_jobs_with_writes_between_every_transaction_stay_exact(
     assert tally["history raw"] and tally["history refused"], tally
 
 
+BLOCKING_ROW = "INSERT INTO samples (series_id, ts, value) VALUES ($1, $2, 0)"
+WAITING_ON_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+)
+
+
+async def until_waiting(database_url: str) -> None:
+    """Until another connection waits on a lock (asked outside any transaction: within one,
+    PostgreSQL answers from the statistics snapshot it took first)."""
+    import asyncpg
+
+    from app.storage.engine import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        deadline = time.monotonic() + DEADLOCK_GUARD_SECONDS
+        while not await conn.fetchval(WAITING_ON_A_LOCK):
+            assert time.monotonic() < deadline, "no write ever waited on a lock"
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+
+
+def test_retention_drops_raw_rows_beside_a_write_in_flight(database_url: str, backend: str) -> None:
+    """PostgreSQL: once a run has recorded the horizons its row deletes set and waited out the
+    writes in flight, its chunks take the retention lock in shared mode, so a chunk of raw drops
+    commits while a write (holding the shared lock) is stuck inside its transaction; before,
+    each chunk waited for every write in flight and made the writes after it wait too. The
+    write then commits whole, and what the run dropped was rolled up first, exactly."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one transaction at a time")
+    import asyncpg
+
+    from app.storage.engine import asyncpg_dsn
+
+    short, other = f"short_{next(_metrics)}", f"other_{next(_metrics)}"
+    now, t0 = base()
+    cut = now - now % HOUR - HOUR  # raw retention 1h for `short`
+    old = [(h, t0 + m * 60_000, float(m)) for h in HOSTS for m in range(0, 120, 7)]
+    recent = [(h, now - 600_000 + i * 1000, float(i)) for h in HOSTS for i in range(400)]
+    state: dict[str, Any] = {}
+
+    async def horizon_recorded(store: Store) -> bool:
+        async with store.engines.reader.connect() as conn:
+            found = await conn.execute(
+                text("SELECT dropped_before FROM raw_horizon WHERE metric_name = :m"), {"m": short}
+            )
+            return found.scalar_one_or_none() == cut
+
+    async def hook(store: Store) -> None:
+        if "write" not in state and await horizon_recorded(store):
+            # The first transaction of the raw drops is next: a write gets stuck in flight.
+            blocker = await asyncpg.connect(asyncpg_dsn(database_url))
+            sid = await blocker.fetchval(
+                "SELECT id FROM series WHERE metric_name = $1 AND labels->>'host' = 'h0'", other
+            )
+            await blocker.execute("BEGIN")
+            await blocker.execute(BLOCKING_ROW, sid, recent[1][1])
+            state["blocker"] = blocker
+            state["write"] = asyncio.create_task(store.append(batch(other, recent)))
+            await until_waiting(database_url)
+        elif "write" in state and "released" not in state:
+            # A chunk of raw drops committed while the write was still in flight.
+            state["in flight after a chunk"] = not state["write"].done()
+            state["released"] = True
+            await state["blocker"].execute("ROLLBACK")
+            await state["blocker"].close()
+            await asyncio.wait_for(state["write"], DEADLOCK_GUARD_SECONDS)
+
+    async def work(store: Store, settings: Settings) -> None:
+        store.clock = lambda: now
+        await store.append(batch(short, old))
+        await store.append(batch(other, recent[:1]))
+        await store.set_retention_override(short, {"raw": HOUR})
+
+        async def between() -> None:
+            await hook(store)
+
+        store.between_job_chunks = between
+        try:
+            await asyncio.wait_for(job(store, settings, "retention", now), DEADLOCK_GUARD_SECONDS)
+        finally:
+            if "released" not in state and "blocker" in state:
+                await state["blocker"].close()
+        store.between_job_chunks = no_writes
+        assert state.get("in flight after a chunk") is True, state
+        truth = {(h, ts): v for h, ts, v in old}
+        for res in RESOLUTIONS:
+            assert await stored(store, short, res.name, t0) == expected(truth, res.ms, t0)
+        found = await store.find_series_by_matchers([], None)
+        ids = [s.id for s in found if s.metric == short]
+        sids, _, _ = await store.read_samples(ids, t0, cut - 1, 10)
+        assert sids.size == 0  # dropped
+        raw, _ = await store.select_raw(other, [], 0, now, 10_000)
+        assert sum(int(s.ts.size) for s in raw) == len(recent)
+
+    run(database_url, work, job_chunk_series=1)
+
+
 @pytest.mark.parametrize(
     ("timings", "size"),
     [

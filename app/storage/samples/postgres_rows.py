@@ -224,7 +224,7 @@ class PostgresRows(RowSql):
         the partitions that stay, and no horizon moves."""
         cutoffs = plan.raw_cutoffs
         floor = min(cutoffs.values())
-        later = {m: cutoffs[m] for m in sorted(plan.overridden) if cutoffs[m] > floor}
+        later = row_delete_cutoffs(plan)
         if series is not None:
             kept_from = floor // DAY_MS * DAY_MS  # earlier rows go with their partitions
             rows = await delete_series_before(conn, series, later, kept_from) if later else 0
@@ -250,6 +250,14 @@ class PostgresRows(RowSql):
 
     async def close(self) -> None:
         await self._small_writes.close()
+
+
+def row_delete_cutoffs(plan: RetentionPlan) -> dict[str, int]:
+    """The metrics whose raw samples a retention run deletes row by row (overrides shorter than
+    the longest raw retention in effect), with their cut-offs: the horizons those deletes set."""
+    cutoffs = plan.raw_cutoffs
+    floor = min(cutoffs.values())
+    return {m: cutoffs[m] for m in sorted(plan.overridden) if cutoffs[m] > floor}
 
 
 async def _driver(conn: AsyncConnection) -> Any:

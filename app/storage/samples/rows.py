@@ -21,6 +21,7 @@ Nothing here asks which backend it runs on: what differs is in `SqliteRows` and 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ from app.config import Settings
 from app.model import SampleBatch
 from app.services.retention import HISTORY, RAW, RetentionPlan, metric_floors
 from app.services.rollup import Buckets, Resolution
-from app.storage import maintenance, schema
+from app.storage import dialect, maintenance, schema
 from app.storage.engine import Engines, asyncpg_dsn, postgres_connect_args
 from app.storage.samples import history, sqlite_thread
 from app.storage.samples.partitions import Partitions
@@ -268,16 +269,33 @@ class RowSampleStore:
         res: Resolution,
         selected: int | None = None,
     ) -> int:
-        table = f"rollup_{res.name}"
-        into = f"INSERT INTO {table} ({ROLLUP_COLUMNS}) "
-        statement = self.backend.selection_rows(selection, res.ms, into)
-        result = await conn.execute(
-            text(statement + f" ON CONFLICT (series_id, bucket) DO UPDATE SET {UPSERT_SET}")
-        )
+        table, upsert = self._aggregates_upsert(selection, res)
+        result = await conn.execute(text(upsert))
         written = await self.backend.rows_written(conn, result)
         if selected is None or written < selected:  # else every selected bucket has a row
             await conn.execute(text(self.backend.emptied_buckets(selection, table, res.ms)))
         return written
+
+    def _aggregates_upsert(self, selection: MarkedBuckets, res: Resolution) -> tuple[str, str]:
+        table = f"rollup_{res.name}"
+        into = f"INSERT INTO {table} ({ROLLUP_COLUMNS}) "
+        statement = self.backend.selection_rows(selection, res.ms, into)
+        return table, f"{statement} ON CONFLICT (series_id, bucket) DO UPDATE SET {UPSERT_SET}"
+
+    def recompute_on(
+        self, db: sqlite3.Connection, claim: dialect.Claim, res: Resolution
+    ) -> tuple[int, dialect.Key | None]:
+        """SQLite: `maintenance.recompute` of one chunk through the sqlite3 connection itself,
+        on its thread, in the caller's open transaction: the claim, then `store_aggregates`,
+        with the same statements, and no trip through the event loop between them."""
+        claimed, last = dialect.sqlite_claim_on(db, claim)
+        if claimed:
+            table, upsert = self._aggregates_upsert(MarkedBuckets("claimed"), res)
+            db.execute(upsert)
+            written = int(db.execute("SELECT changes()").fetchone()[0])  # no rowcount for WITH
+            if written < claimed:
+                db.execute(self.backend.emptied_buckets(MarkedBuckets("claimed"), table, res.ms))
+        return claimed, last
 
     def has_samples_in(
         self, series_id: ColumnElement[int], start_ms: int, end_ms: int

@@ -1,6 +1,6 @@
 """SQLite's side of the row tables: statements sent as one function on aiosqlite's thread
-(app.storage.samples.sqlite_thread), executemany for bulk rows, and exact values kept apart as
-bits (app.storage.exact_values).
+(app.storage.samples.sqlite_thread), bulk rows many to a statement (not executemany), and exact
+values kept apart as bits (app.storage.exact_values).
 
 - A write of known series is one BEGIN IMMEDIATE ... COMMIT on the thread: the policy read, the
   decision, the sample and mark inserts. A group of 16 samples took 1.2 ms instead of 3.1 ms.
@@ -10,9 +10,10 @@ bits (app.storage.exact_values).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,23 +30,36 @@ from app.storage.writes import Marks, Policies
 
 # A raw write inserts its rows skipping those that exist; only if fewer went in than were sent
 # does it upsert them all again, replacing (and counting) those whose exact value differs. A
-# write of new rows costs what it did (one executemany); the same value again changes nothing.
-SQLITE_INSERT = "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+# write of new rows costs what it did (one statement per MAX_STATEMENT_ROWS); the same value
+# again changes nothing. `{rows}`: the VALUES rows of one statement (`multi_row`).
+SQLITE_INSERT = "INSERT INTO samples (series_id, ts, value) VALUES {rows} ON CONFLICT DO NOTHING"
 SQLITE_UPSERT = (
-    "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
+    "INSERT INTO samples (series_id, ts, value) VALUES {rows}"
     " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, bits = NULL"
     " WHERE samples.value IS NOT excluded.value OR samples.bits IS NOT NULL"
 )
 # NaN and -0.0: 0.0 in `value`, the exact bits beside it (app.storage.exact_values). A plain
 # value has NULL bits and is compared by `value`, where distinct doubles are distinct.
 SQLITE_INSERT_BITS = (
-    "INSERT INTO samples (series_id, ts, value, bits) VALUES (?, ?, 0.0, ?) ON CONFLICT DO NOTHING"
+    "INSERT INTO samples (series_id, ts, value, bits) VALUES {rows} ON CONFLICT DO NOTHING"
 )
 SQLITE_UPSERT_BITS = (
-    "INSERT INTO samples (series_id, ts, value, bits) VALUES (?, ?, 0.0, ?)"
+    "INSERT INTO samples (series_id, ts, value, bits) VALUES {rows}"
     " ON CONFLICT (series_id, ts) DO UPDATE SET value = 0.0, bits = excluded.bits"
     " WHERE samples.bits IS NOT excluded.bits"
 )
+SQLITE_MARK = (
+    "INSERT INTO rollup_dirty_{resolution} (series_id, bucket) VALUES {rows} ON CONFLICT DO NOTHING"
+)
+# Rows go many to a statement, not one per `executemany` step: sqlite3 lets go of the GIL around
+# every step, and while the event loop is busy each step then waits up to the interpreter's
+# switch interval (5 ms) to get it back. A 10,000-row executemany that takes 11 ms on a quiet
+# process took 216-585 ms beside a busy thread (holding the one writer all that time); as three
+# statements of up to 4,096 rows, 33-50 ms. A statement holds a power of two of rows, the last
+# ones repeated to fill it (a repeat is a no-op: it conflicts with the row just written, and an
+# upsert finds the same value), so a connection prepares at most 13 texts per statement and
+# keeps them in its statement cache: a 4,096-row text takes 9 ms to prepare the first time.
+MAX_STATEMENT_ROWS = 4096
 STALE_BITS = 0x7FF0000000000002
 BITS_OF = (
     "SELECT series_id, ts, bits FROM samples INDEXED BY ix_samples_bits WHERE bits IS NOT NULL"
@@ -63,35 +77,59 @@ def write_rows(
     apart = exact_values.kept_apart(values)
     if apart.any():
         bits = exact_values.as_bits(values[apart])
-        columns = (sids[apart].tolist(), ts[apart].tolist(), bits.tolist())
+        columns = (sids[apart], ts[apart], np.zeros(bits.size), bits)  # value 0.0 beside the bits
         overwritten += _upsert(db, SQLITE_INSERT_BITS, SQLITE_UPSERT_BITS, columns)
         sids, ts, values = sids[~apart], ts[~apart], values[~apart]
-    columns = (sids.tolist(), ts.tolist(), values.tolist())
-    overwritten += _upsert(db, SQLITE_INSERT, SQLITE_UPSERT, columns)
+    overwritten += _upsert(db, SQLITE_INSERT, SQLITE_UPSERT, (sids, ts, values))
     for resolution, mark_sids, buckets in marks:
-        db.executemany(
-            f"INSERT INTO rollup_dirty_{resolution} (series_id, bucket) VALUES (?, ?)"
-            " ON CONFLICT DO NOTHING",
-            zip(mark_sids.tolist(), buckets.tolist(), strict=True),
-        )
+        insert_rows(db, SQLITE_MARK.replace("{resolution}", resolution), (mark_sids, buckets))
     return overwritten
 
 
 def _upsert(
-    db: sqlite3.Connection, insert: str, upsert: str, columns: tuple[list[Any], ...]
+    db: sqlite3.Connection, insert: str, upsert: str, columns: tuple[np.ndarray, ...]
 ) -> int:
     """Rows inserted where none exists; if some did, all upserted again where the stored value
     differs. Returns the rows replaced (no trigger on `samples`: total_changes counts rows)."""
-    if not columns[0]:
+    sent = int(columns[0].size)
+    if not sent:
         return 0
-    before = db.total_changes
-    db.executemany(insert, zip(*columns, strict=True))
-    inserted = db.total_changes - before
-    if inserted == len(columns[0]):
+    if insert_rows(db, insert, columns) == sent:
         return 0
+    return insert_rows(db, upsert, columns)
+
+
+def insert_rows(db: sqlite3.Connection, template: str, columns: Sequence[np.ndarray]) -> int:
+    """Run `template` (an INSERT with `{rows}` where its VALUES rows go) over rows given as
+    columns, MAX_STATEMENT_ROWS at most per statement; returns total_changes' count."""
     before = db.total_changes
-    db.executemany(upsert, zip(*columns, strict=True))
+    count = int(columns[0].size)
+    for start in range(0, count, MAX_STATEMENT_ROWS):
+        part = [column[start : start + MAX_STATEMENT_ROWS] for column in columns]
+        sql, params = multi_row(template, part)
+        db.execute(sql, params)
     return db.total_changes - before
+
+
+def multi_row(template: str, columns: Sequence[np.ndarray]) -> tuple[str, list[Any]]:
+    """One statement of `template` over these rows, padded to a power of two by repeating the
+    last row, and its parameters, row by row."""
+    rows = int(columns[0].size)
+    size = 1 << (rows - 1).bit_length()
+    width = len(columns)
+    params: list[Any] = [None] * (size * width)
+    for i, column in enumerate(columns):
+        values = column.tolist()
+        params[i : rows * width : width] = values
+        if size > rows:
+            params[rows * width + i :: width] = [values[-1]] * (size - rows)
+    return template.replace("{rows}", _placeholders(size, width)), params
+
+
+@functools.lru_cache(maxsize=64)
+def _placeholders(rows: int, width: int) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([one] * rows)
 
 
 class SqliteRows(RowSql):
@@ -140,7 +178,7 @@ class SqliteRows(RowSql):
         """Samples and marks inside the open transaction, in one call on the thread; returns
         the samples that overwrote a different value."""
         thread = await SqliteThread.of(conn)
-        with driver_errors(SQLITE_UPSERT):
+        with driver_errors(SQLITE_INSERT):
             return await thread.run(lambda db: write_rows(db, sids, ts, values, marks))
 
     async def insert_new_rows(
@@ -153,19 +191,10 @@ class SqliteRows(RowSql):
         """Insert rows given as columns (inside the open transaction), skipping any that exist;
         returns how many were inserted."""
         names = ", ".join(name for name, _ in layout)
-        statement = (
-            f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(layout))})"
-            " ON CONFLICT DO NOTHING"
-        )
-
-        def insert(db: sqlite3.Connection) -> int:
-            before = db.total_changes
-            db.executemany(statement, zip(*(column.tolist() for column in arrays), strict=True))
-            return db.total_changes - before
-
+        template = f"INSERT INTO {table} ({names}) VALUES {{rows}} ON CONFLICT DO NOTHING"
         thread = await SqliteThread.of(conn)
-        with driver_errors(statement):
-            return await thread.run(insert)
+        with driver_errors(template):
+            return await thread.run(lambda db: insert_rows(db, template, arrays))
 
     async def fetch_small(self, conn: AsyncConnection, sql: str) -> list[tuple[Any, ...]]:
         thread = await SqliteThread.of(conn)
@@ -237,7 +266,7 @@ class SqliteRows(RowSql):
         if series is not None:
             return RawDrop(await delete_series_before(conn, series, plan.raw_cutoffs), 0)
         rows = 0
-        for cut, of_metrics in metric_groups(plan):
+        for cut, of_metrics in maintenance.metric_groups(plan):
             result = await conn.execute(
                 text(f"DELETE FROM samples WHERE series_id IN {of_metrics} AND ts < :cut"),
                 {"cut": cut},
@@ -251,16 +280,3 @@ class SqliteRows(RowSql):
 
     async def close(self) -> None:
         """Nothing of its own to close."""
-
-
-def metric_groups(plan: RetentionPlan) -> Iterator[tuple[int, str]]:
-    """(raw cut-off, SQL subquery of the ids of the series it applies to): the default for
-    metrics without an override, then each override's own. Metric names are validated
-    identifiers (letters, digits, '_' and ':'), so they are safe to inline."""
-    others = ", ".join(f"'{m}'" for m in sorted(plan.overridden)) or "''"
-    yield (
-        plan.raw_cutoffs["*"],
-        f"(SELECT id FROM series WHERE metric_name NOT IN ({others}))",
-    )
-    for metric in sorted(plan.overridden):
-        yield plan.raw_cutoffs[metric], maintenance.series_of(metric)

@@ -59,11 +59,16 @@ class SqliteThread:
         """All rows of a statement without parameters, in one round trip (public API)."""
         return [tuple(row) for row in await self._driver.execute_fetchall(sql)]
 
-    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def transaction(
+        self, work: Callable[[sqlite3.Connection], T], *, unsynced_from: str | None = None
+    ) -> T:
         """`work` in one BEGIN IMMEDIATE ... COMMIT on the thread: one round trip for the whole
-        transaction. The SQLAlchemy connection must not be in a transaction of its own."""
+        transaction. The SQLAlchemy connection must not be in a transaction of its own. With
+        `unsynced_from` (the configured `synchronous`), the commit is made with
+        `synchronous=NORMAL` and the setting put back after (app.storage.dialect.sqlite_unsynced:
+        for the jobs' transactions)."""
 
-        def run(db: sqlite3.Connection) -> T:
+        def transact(db: sqlite3.Connection) -> T:
             db.execute("BEGIN IMMEDIATE")
             try:
                 result = work(db)
@@ -73,5 +78,14 @@ class SqliteThread:
                     db.execute("ROLLBACK")
                 raise
             return result
+
+        def run(db: sqlite3.Connection) -> T:
+            if unsynced_from is None or unsynced_from == "NORMAL":
+                return transact(db)
+            db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                return transact(db)
+            finally:
+                db.execute(f"PRAGMA synchronous={unsynced_from}")
 
         return await self.run(run)
