@@ -127,8 +127,20 @@ def rollup_job_seconds(url: str, client: httpx.Client) -> float:
     return float(status["jobs"]["rollup"]["duration_ms"]) / 1000
 
 
+def compact_job_seconds(url: str, client: httpx.Client) -> float:
+    """The compact job's own duration (as /jobs/status records it), run as a process: with the
+    block layout (the default) the imported rows become blocks before sizes and reads."""
+    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+    subprocess.run(
+        [sys.executable, "-m", "app.jobs.compact_job"], cwd=ROOT, env=env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    status = client.get("/jobs/status").json()
+    return float(status["jobs"]["compact"]["duration_ms"]) / 1000
+
+
 def group_of(table: str) -> str:
-    if table.startswith("samples"):
+    if table.startswith("samples") or table == "blocks":
         return "raw"
     if table.startswith("rollup_dirty") or table.startswith("claimed"):
         return "marks"
@@ -188,6 +200,9 @@ def ours(name: str, url: str, work: Workload, args: argparse.Namespace) -> dict[
     with Server(env) as server, httpx.Client(base_url=server.base_url, timeout=600) as client:
         result["import_per_s"] = import_rate(client, work)
         result["rollup_job_s"] = rollup_job_seconds(url, client)
+        result["layout"] = os.environ.get("STORAGE_LAYOUT", "blocks")
+        if result["layout"] == "blocks":
+            result["compact_job_s"] = compact_job_seconds(url, client)
         if name == "postgresql":
             asyncio.run(vacuum_analyze(url))
         raw: dict[str, Any] = {"metric_name": METRIC, "label": f"host:{HOST}", **whole}
@@ -301,6 +316,11 @@ def table(results: list[dict[str, Any]], vm: dict[str, Any], points: int) -> str
             "<= 1x VM",
         ),
         ("rollup job, all samples (s)", lambda r: f"{r['rollup_job_s']:.2f}", "<= 2"),
+        (
+            "compact job, all samples (s)",
+            lambda r: f"{r['compact_job_s']:.2f}" if "compact_job_s" in r else r["layout"],
+            "",
+        ),
         (
             "disk, raw samples (B/sample)",
             lambda r: f"{r['bytes_per_sample'].get('raw', 0):.2f}",

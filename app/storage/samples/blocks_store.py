@@ -25,11 +25,20 @@ from app.services.retention import RetentionPlan
 from app.services.rollup import Buckets, Resolution, aggregate
 from app.storage import schema
 from app.storage.blocks.codec import decode_block
-from app.storage.blocks.read import Rows, decode_range, no_rows, overlay, read_range
+from app.storage.blocks.read import (
+    Rows,
+    decode_range,
+    keys,
+    last_write_wins,
+    no_rows,
+    overlay,
+    read_range,
+)
 from app.storage.engine import Engines
 from app.storage.samples import block_table, compaction
 from app.storage.samples.block_retention import drop_blocks
 from app.storage.samples.block_table import SPAN_MS, bad_nans, overlapping, spans_of
+from app.storage.samples.postgres_rows import PostgresRows
 from app.storage.samples.protocol import (
     BucketRange,
     BucketSelection,
@@ -41,7 +50,8 @@ from app.storage.samples.protocol import (
 )
 from app.storage.samples.row_sql import buckets_of, id_list, marks_where
 from app.storage.samples.rows import RowSampleStore
-from app.storage.writes import AppendResult
+from app.storage.samples.sqlite_rows import SqliteRows
+from app.storage.writes import AppendResult, CardinalityExceeded
 
 SERIES_GROUP = 100  # series read together: memory is bounded by the group and the limit
 EVERYTHING = 2**62
@@ -70,9 +80,16 @@ class BlockSampleStore:
         grace_ms: int,
     ) -> None:
         self._engines = engines
+        self._clock, self._grace_ms = clock, grace_ms
+        self._latest_cut = -EVERYTHING  # the latest span end this store compacted up to
         self.head = RowSampleStore(settings, engines, clock, defaults, grace_ms)
         # History placement asks which hours raw samples back: the blocks' too.
         self.head.hours_backed = self.hours_with_samples
+
+    @property
+    def backend(self) -> SqliteRows | PostgresRows:
+        """The head's backend: the connections and SQL its writes use."""
+        return self.head.backend
 
     async def close(self) -> None:
         await self.head.close()
@@ -83,13 +100,64 @@ class BlockSampleStore:
     async def append(
         self, batch: SampleBatch, ids: np.ndarray, missing: list[int], resolve: SeriesResolver
     ) -> AppendResult:
-        return await self.head.append(batch, ids, missing, resolve)
+        """The head's write, its count of overwrites completed by the samples it replaces in
+        blocks (`_replacing_blocks`): with every series known, read before the write (under
+        the store's write lock, so no compaction of this process comes between); otherwise
+        inside the write's transaction, once its series are resolved."""
+        replaced = [0]
+
+        async def resolving(
+            conn: AsyncConnection, ids: np.ndarray, missing: list[int]
+        ) -> dict[int, CardinalityExceeded]:
+            rejected = await resolve(conn, ids, missing)
+            replaced[0] = await self._replacing_blocks(conn, batch, ids)
+            return rejected
+
+        if not missing and self._may_replace_blocks(batch, ids).any():
+            async with self._engines.reader.connect() as conn:
+                replaced[0] = await self._replacing_blocks(conn, batch, ids)
+        result = await self.head.append(batch, ids, missing, resolving)
+        result.overwritten += replaced[0]
+        return result
+
+    def _may_replace_blocks(self, batch: SampleBatch, ids: np.ndarray) -> np.ndarray:
+        """Which samples may lie in a block: of known series, before the open span (or the
+        latest end this store compacted up to). The usual write has none."""
+        now = self._clock() - self._grace_ms
+        open_from = max(compaction.closed_span_end(now), self._latest_cut)
+        found: np.ndarray = (ids[batch.series_index] >= 0) & (batch.ts < open_from)
+        return found
+
+    async def _replacing_blocks(
+        self, conn: AsyncConnection, batch: SampleBatch, ids: np.ndarray
+    ) -> int:
+        """How many of the batch's samples (last write wins within it) will replace a block's
+        sample of other float64 bits that no head row covers (a head row's replacement is
+        counted by the head's write)."""
+        maybe = self._may_replace_blocks(batch, ids)
+        if not maybe.any():
+            return 0
+        sids = ids[batch.series_index][maybe]
+        new = last_write_wins(Rows(sids, batch.ts[maybe], batch.values[maybe]))
+        blocks = await block_table.of_spans(conn, new.series, spans_of(new.ts))
+        if not blocks:
+            return 0
+        old = decode_range(blocks, int(new.ts.min()), int(new.ts.max()))
+        old = old.take(np.isin(keys(old.series, old.ts), keys(new.series, new.ts)))
+        if not len(old):
+            return 0
+        series = sorted(set(old.series.tolist()))
+        head = as_rows(await self.head.read_at(conn, series, sorted(set(old.ts.tolist()))))
+        old = old.take(~np.isin(keys(old.series, old.ts), keys(head.series, head.ts)))
+        now = new.take(np.isin(keys(new.series, new.ts), keys(old.series, old.ts)))
+        return int((old.values.view(np.uint64) != now.values.view(np.uint64)).sum())
 
     async def compact(
         self, closed_before: int, guard: compaction.Guard | None = None
     ) -> compaction.Compacted:
         """Fold the head's rows of spans ending by `closed_before` into blocks, each chunk's
         transaction under `guard` (the store's write lock); the caller holds the job lock."""
+        self._latest_cut = max(self._latest_cut, compaction.closed_span_end(closed_before))
         if guard is None:
             return await compaction.compact(self._engines.writer, self.head, closed_before)
         return await compaction.compact(self._engines.writer, self.head, closed_before, guard)
