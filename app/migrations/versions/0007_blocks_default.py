@@ -1,5 +1,5 @@
 """The block layout becomes the default (docs/storage.md#converting-a-database): the closed 2 h
-spans of the `samples` rows are folded into `blocks`, a chunk of series and a day at a time in
+spans of the `samples` rows are folded into `blocks`, a chunk of series and a span at a time in
 this migration's transaction (app.storage.samples.conversion); what is left in `samples` (the
 open span, and rows of the last span that closes within ROLLUP_GRACE) is the head. With
 STORAGE_LAYOUT=rows nothing is converted.

@@ -3,8 +3,8 @@ docs/storage.md#converting-a-database): the closed spans of the `samples` rows i
 (upgrade), and every block back into `samples` rows (downgrade).
 
 Both run inside the migration's own transaction on its synchronous connection, so a conversion
-is all or nothing; they go a chunk of series and one UTC day at a time, so memory is bounded by
-the samples of CHUNK_SERIES series in a day whatever the database holds. Upgrade folds rows into
+is all or nothing; they go a chunk of series and one 2 h span at a time, so memory is bounded by
+the samples of CHUNK_SERIES series in a span whatever the database holds. Upgrade folds rows into
 blocks exactly as compaction does (app.storage.samples.compaction: the rows laid over any block
 of their span, newest winning, encoded by `block_table.block_rows`); downgrade decodes blocks
 and inserts their samples where no head row holds the key (a head row is newer), on PostgreSQL
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from app.storage import exact_values
 from app.storage.blocks.read import Rows, decode_range, overlay
-from app.storage.samples.block_table import UPSERT, block_rows, spans_of, stored
+from app.storage.samples.block_table import SPAN_MS, UPSERT, block_rows, stored
 from app.storage.samples.compaction import closed_span_end, exact_rows
 from app.storage.samples.partitions import DAY_MS, PARTITION_LOCK_KEY, partition_name
 from app.storage.samples.row_sql import id_list
@@ -48,18 +48,18 @@ def _series_chunks(conn: Connection, table: str, where: str) -> Iterator[list[in
         after = ids[-1]
 
 
-def _days(conn: Connection, table: str, column: str, where: str) -> Iterator[int]:
-    """The UTC days (their start, ms) holding `table` rows matching `where`, ascending, found
-    one after the other (days without rows are skipped)."""
+def _spans(conn: Connection, table: str, column: str, where: str) -> Iterator[int]:
+    """The spans (their start, ms) holding `table` rows matching `where`, ascending, found one
+    after the other (spans without rows are skipped)."""
     start = -EVERYTHING
     while True:
         sql = f"SELECT min({column}) FROM {table} WHERE {where} AND {column} >= :start"
         first = conn.execute(text(sql), {"start": start}).scalar()
         if first is None:
             return
-        day = int(first) - int(first) % DAY_MS
-        yield day
-        start = day + DAY_MS
+        span = int(first) - int(first) % SPAN_MS
+        yield span
+        start = span + SPAN_MS
 
 
 def to_blocks(conn: Connection, closed_before: int) -> tuple[int, int]:
@@ -69,14 +69,14 @@ def to_blocks(conn: Connection, closed_before: int) -> tuple[int, int]:
     folded = written = 0
     for ids in _series_chunks(conn, "samples", f"ts < {int(cut)}"):
         series = f"series_id IN ({id_list(ids)})"
-        for day in _days(conn, "samples", "ts", f"{series} AND ts < {int(cut)}"):
-            where = f"{series} AND ts >= {day} AND ts < {min(day + DAY_MS, cut)}"
+        for span in _spans(conn, "samples", "ts", f"{series} AND ts < {int(cut)}"):
+            where = f"{series} AND ts >= {span} AND ts < {span + SPAN_MS}"
             head = exact_rows(
                 conn.execute(
                     text(f"SELECT series_id, ts, value, bits FROM samples WHERE {where}")
                 ).all()
             )
-            merged = overlay(_blocks_under(conn, head, series, day), head)
+            merged = overlay(_blocks_under(conn, head, series, span), head)
             params = block_rows(merged)
             if params:
                 conn.execute(text(UPSERT), params)
@@ -85,19 +85,17 @@ def to_blocks(conn: Connection, closed_before: int) -> tuple[int, int]:
     return folded, written
 
 
-def _blocks_under(conn: Connection, head: Rows, series: str, day: int) -> Rows:
-    """The samples of the existing blocks of the spans `head` touches (a database that ran the
-    block layout before it was the default has some)."""
+def _blocks_under(conn: Connection, head: Rows, series: str, span: int) -> Rows:
+    """The samples of the span's existing blocks of the series `head` holds (a database that
+    ran the block layout before it was the default has some)."""
     rows = conn.execute(
         text(
-            "SELECT series_id, first_ts, last_ts, payload, span_start FROM blocks"
-            f" WHERE {series} AND span_start >= {day} AND span_start < {day + DAY_MS}"
+            "SELECT series_id, first_ts, last_ts, payload FROM blocks"
+            f" WHERE {series} AND span_start = {span}"
         )
     ).all()
-    touched = set(zip(head.series.tolist(), spans_of(head.ts).tolist(), strict=True))
-    blocks = stored([r for r in rows if (int(r[0]), int(r[4])) in touched])
-    blocks.sort(key=lambda b: (b.series, b.first_ts))
-    return decode_range(blocks, -EVERYTHING, EVERYTHING)
+    touched = set(head.series.tolist())
+    return decode_range(stored([r for r in rows if int(r[0]) in touched]), -EVERYTHING, EVERYTHING)
 
 
 def to_rows(conn: Connection) -> int:
@@ -107,8 +105,8 @@ def to_rows(conn: Connection) -> int:
     inserted = 0
     for ids in _series_chunks(conn, "blocks", "true"):
         series = f"series_id IN ({id_list(ids)})"
-        for day in _days(conn, "blocks", "span_start", series):
-            where = f"{series} AND span_start >= {day} AND span_start < {day + DAY_MS}"
+        for span in _spans(conn, "blocks", "span_start", series):
+            where = f"{series} AND span_start = {span}"
             found = conn.execute(
                 text(
                     "SELECT series_id, first_ts, last_ts, payload FROM blocks"
@@ -117,17 +115,19 @@ def to_rows(conn: Connection) -> int:
             ).all()
             rows = decode_range(stored(found), -EVERYTHING, EVERYTHING)
             if postgres:
-                inserted += _insert_postgres(conn, rows, day)
+                inserted += _insert_postgres(conn, rows)
             else:
                 inserted += _insert_sqlite(conn, rows)
             conn.execute(text(f"DELETE FROM blocks WHERE {where}"))
     return inserted
 
 
-def _insert_postgres(conn: Connection, rows: Rows, day: int) -> int:
-    """Into the day's partition (created if retention dropped it), values as binary float8
+def _insert_postgres(conn: Connection, rows: Rows) -> int:
+    """Into the day partitions (created if retention dropped them), values as binary float8
     parameters, which keep every bit pattern."""
-    days = sorted(set((rows.ts // DAY_MS).tolist())) or [day // DAY_MS]
+    if not len(rows):
+        return 0
+    days = sorted(set((rows.ts // DAY_MS).tolist()))
     conn.execute(text(f"SELECT pg_advisory_xact_lock({PARTITION_LOCK_KEY})"))
     for d in days:
         conn.execute(
