@@ -48,7 +48,7 @@ from app.storage.samples.protocol import (
     SeriesResolver,
     no_points,
 )
-from app.storage.samples.row_sql import buckets_of, id_list, marks_where
+from app.storage.samples.row_sql import buckets_of, marks_where
 from app.storage.samples.rows import RowSampleStore
 from app.storage.samples.sqlite_rows import SqliteRows
 from app.storage.writes import AppendResult, CardinalityExceeded
@@ -273,21 +273,24 @@ class BlockSampleStore:
     ) -> Rows:
         """The samples in the marked buckets: the head's rows, then the blocks of their spans
         (in this order, as every read: a compaction committing in between moves rows from the
-        head into blocks, never the other way)."""
-        marks = selection.table
-        in_marks = (
-            f"EXISTS (SELECT 1 FROM {marks} WHERE {marks}.series_id = samples.series_id"
-            f" AND samples.ts >= {marks}.bucket AND samples.ts < {marks}.bucket + {res.ms}"
-            f"{marks_where(selection)})"
+        head into blocks, never the other way). The head is read by each series' range of
+        marked buckets (a range scan of its key), then the rows outside the pairs left out."""
+        ordered = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+        series, first = np.unique(ordered[:, 0], return_index=True)
+        last = np.r_[first[1:], len(ordered)] - 1
+        lows, highs = ordered[first, 1], ordered[last, 1] + res.ms - 1
+        ranges = " OR ".join(
+            f"(series_id = {s} AND ts >= {lo} AND ts <= {hi})"
+            for s, lo, hi in zip(series.tolist(), lows.tolist(), highs.tolist(), strict=True)
         )
-        series = id_list(np.unique(pairs[:, 0]))
-        where = f"series_id IN ({series}) AND {in_marks}"
-        head = as_rows(await self.head.backend.fetch(conn, where, EVERYTHING))
+        head = as_rows(await self.head.backend.fetch(conn, f"({ranges})", EVERYTHING))
         blocks = await block_table.of_spans(conn, pairs[:, 0], spans_of(pairs[:, 1]))
         base = decode_range(blocks, -EVERYTHING, EVERYTHING)
         rows = overlay(base, head)
-        keys = _pair_keys(rows.series, rows.ts - rows.ts % res.ms)
-        return rows.take(np.isin(keys, _pair_keys(pairs[:, 0], pairs[:, 1])))
+        found, wanted = _bucket_codes(
+            res.ms, (rows.series, rows.ts - rows.ts % res.ms), (pairs[:, 0], pairs[:, 1])
+        )
+        return rows.take(np.isin(found, wanted))
 
     async def store_aggregates(
         self,
@@ -311,8 +314,11 @@ class BlockSampleStore:
                 _rollup_params(buckets),
             )
         # Buckets whose samples are all NaN now aggregate to nothing: their rows go.
-        held = np.unique(_pair_keys(rows.series, rows.ts - rows.ts % res.ms))
-        emptied = held[~np.isin(held, _pair_keys(buckets.sids, buckets.bucket))]
+        held, kept = _bucket_codes(
+            res.ms, (rows.series, rows.ts - rows.ts % res.ms), (buckets.sids, buckets.bucket)
+        )
+        emptied = _pair_keys(rows.series, rows.ts - rows.ts % res.ms)[~np.isin(held, kept)]
+        emptied = np.unique(emptied) if emptied.size else emptied
         if emptied.size:
             await conn.execute(
                 text(f"DELETE FROM {table} WHERE series_id = :s AND bucket = :b"),
@@ -365,6 +371,18 @@ class BlockSampleStore:
 
 
 PAIR = np.dtype([("s", "<i8"), ("b", "<i8")])
+
+
+def _bucket_codes(step: int, *pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """One int64 per (series, bucket) pair, the same for equal pairs across the arrays given,
+    ordered as the pairs are: series * buckets spanned + bucket index (numpy sorts and
+    compares these natively, where structured keys take a slow path)."""
+    given = [b for _, b in pairs if b.size]
+    if not given:
+        return [np.empty(0, dtype=np.int64) for _ in pairs]
+    lo = min(int(b.min()) for b in given)
+    width = (max(int(b.max()) for b in given) - lo) // step + 1
+    return [s.astype(np.int64) * width + (b - lo) // step for s, b in pairs]
 
 
 def _pair_keys(series: np.ndarray, bucket: np.ndarray) -> np.ndarray:
