@@ -56,6 +56,8 @@ from app.storage.writes import AppendResult, CardinalityExceeded
 SERIES_GROUP = 100  # series read together: memory is bounded by the group and the limit
 EVERYTHING = 2**62
 ROLLUP_COLUMNS = ("series_id", "bucket", "count", "sum", "min", "max", "sumsq", "last", "last_ts")
+FLOAT = "double precision"
+ROLLUP_TYPES = ("integer", "bigint", "bigint", FLOAT, FLOAT, FLOAT, FLOAT, FLOAT, "bigint")
 
 
 def as_points(rows: Rows) -> Points:
@@ -303,16 +305,7 @@ class BlockSampleStore:
         buckets = aggregate(rows.series, rows.ts, rows.values, res.ms)
         table = f"rollup_{res.name}"
         if len(buckets):
-            columns = ", ".join(ROLLUP_COLUMNS)
-            values = ", ".join(f":{c}" for c in ROLLUP_COLUMNS)
-            updates = ", ".join(f"{c} = excluded.{c}" for c in ROLLUP_COLUMNS[2:])
-            await conn.execute(
-                text(
-                    f"INSERT INTO {table} ({columns}) VALUES ({values})"
-                    f" ON CONFLICT (series_id, bucket) DO UPDATE SET {updates}"
-                ),
-                _rollup_params(buckets),
-            )
+            await self._upsert_rollups(conn, table, buckets)
         # Buckets whose samples are all NaN now aggregate to nothing: their rows go.
         held, kept = _bucket_codes(
             res.ms, (rows.series, rows.ts - rows.ts % res.ms), (buckets.sids, buckets.bucket)
@@ -325,6 +318,27 @@ class BlockSampleStore:
                 [{"s": int(k["s"]), "b": int(k["b"])} for k in emptied],
             )
         return len(buckets)
+
+    async def _upsert_rollups(self, conn: AsyncConnection, table: str, buckets: Buckets) -> None:
+        """One statement: on PostgreSQL the rows as arrays (`unnest`, one round trip and one
+        statement whatever their number), on SQLite executemany on the connection's thread."""
+        columns = ", ".join(ROLLUP_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in ROLLUP_COLUMNS[2:])
+        upsert = f" ON CONFLICT (series_id, bucket) DO UPDATE SET {updates}"
+        if isinstance(self.head.backend, PostgresRows):
+            arrays = ", ".join(
+                f"CAST(:{c} AS {kind}[])"
+                for c, kind in zip(ROLLUP_COLUMNS, ROLLUP_TYPES, strict=True)
+            )
+            params = dict(zip(ROLLUP_COLUMNS, _rollup_columns(buckets), strict=True))
+            sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}){upsert}"
+            await conn.execute(text(sql), params)
+            return
+        values = ", ".join(f":{c}" for c in ROLLUP_COLUMNS)
+        await conn.execute(
+            text(f"INSERT INTO {table} ({columns}) VALUES ({values}){upsert}"),
+            _rollup_params(buckets),
+        )
 
     def has_samples_in(
         self, series_id: ColumnElement[int], start_ms: int, end_ms: int
@@ -398,7 +412,11 @@ def _all_replaced(found: Rows, head: Rows) -> bool:
     return bool(np.isin(_pair_keys(found.series, found.ts), _pair_keys(head.series, head.ts)).all())
 
 
-def _rollup_params(b: Buckets) -> list[dict[str, object]]:
+def _rollup_columns(b: Buckets) -> list[list[object]]:
     columns = (b.sids, b.bucket, b.count, b.sum, b.min, b.max, b.sumsq, b.last, b.last_ts)
-    lists = [c.tolist() for c in columns]
+    return [c.tolist() for c in columns]
+
+
+def _rollup_params(b: Buckets) -> list[dict[str, object]]:
+    lists = _rollup_columns(b)
     return [dict(zip(ROLLUP_COLUMNS, row, strict=True)) for row in zip(*lists, strict=True)]
