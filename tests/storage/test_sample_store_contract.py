@@ -463,6 +463,28 @@ def test_store_aggregates_replaces_the_marked_buckets(
     assert stored() == {(sid, T0): (2, 3.0, 2.0), (sid, T0 + HOUR): (1, 9.0, 9.0)}
 
 
+def test_marked_buckets_of_many_series(database_url: str, implementation: Opener) -> None:
+    # More series than one SQLite expression may name (its depth limit is 1,000).
+    res = RESOLUTIONS[0]
+    hosts = [f"h{i:04d}" for i in range(1500)]
+
+    async def go() -> None:
+        async with opened(database_url, implementation) as subject:
+            points = [
+                (h, T0 + k * 30_000, float(i + k)) for i, h in enumerate(hosts) for k in (0, 3)
+            ]
+            _, ids = await subject.write("many", points)
+            got = await subject.aggregate(MarkedBuckets("rollup_dirty_1m"), res)
+            pairs = zip(got.sids.tolist(), got.bucket.tolist(), strict=True)
+            by_pair = dict(zip(pairs, got.sum.tolist(), strict=True))
+            assert len(by_pair) == 2 * len(hosts)
+            for i, h in enumerate(hosts):
+                assert by_pair[(ids[h], T0)] == float(i)
+                assert by_pair[(ids[h], T0 + 60_000)] == float(i + 3)
+
+    run(go())
+
+
 def test_drop_before_cut_off(database_url: str, implementation: Opener) -> None:
     async def go() -> None:
         async with opened(database_url, implementation) as subject:

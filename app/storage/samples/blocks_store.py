@@ -54,6 +54,8 @@ from app.storage.samples.sqlite_rows import SqliteRows
 from app.storage.writes import AppendResult, CardinalityExceeded
 
 SERIES_GROUP = 100  # series read together: memory is bounded by the group and the limit
+RANGES_PER_READ = 200  # series' ranges of marked buckets per head read
+ROWS_FIELDS = ("series", "ts", "values")
 EVERYTHING = 2**62
 ROLLUP_COLUMNS = ("series_id", "bucket", "count", "sum", "min", "max", "sumsq", "last", "last_ts")
 FLOAT = "double precision"
@@ -281,11 +283,15 @@ class BlockSampleStore:
         series, first = np.unique(ordered[:, 0], return_index=True)
         last = np.r_[first[1:], len(ordered)] - 1
         lows, highs = ordered[first, 1], ordered[last, 1] + res.ms - 1
-        ranges = " OR ".join(
+        ranges = [
             f"(series_id = {s} AND ts >= {lo} AND ts <= {hi})"
             for s, lo, hi in zip(series.tolist(), lows.tolist(), highs.tolist(), strict=True)
-        )
-        head = as_rows(await self.head.backend.fetch(conn, f"({ranges})", EVERYTHING))
+        ]
+        parts = []
+        for at in range(0, len(ranges), RANGES_PER_READ):  # SQLite's expression depth: 1,000
+            where = f"({' OR '.join(ranges[at : at + RANGES_PER_READ])})"
+            parts.append(as_rows(await self.head.backend.fetch(conn, where, EVERYTHING)))
+        head = Rows(*(np.concatenate([getattr(p, f) for p in parts]) for f in ROWS_FIELDS))
         blocks = await block_table.of_spans(conn, pairs[:, 0], spans_of(pairs[:, 1]))
         base = decode_range(blocks, -EVERYTHING, EVERYTHING)
         rows = overlay(base, head)
