@@ -119,12 +119,12 @@ class Settings(BaseSettings):
     rollup_interval: Duration = Field(timedelta(seconds=60), description="Rollup job period.")
     retention_interval: Duration = Field(timedelta(hours=1), description="Retention job period.")
     storage_layout: Literal["rows", "blocks"] = Field(
-        "rows",
-        description="Raw samples as one row each (rows), or recent rows plus compressed 2 h blocks"
-        " (blocks; the compact job runs in the server).",
+        "blocks",
+        description="Raw samples as recent rows plus compressed 2 h blocks (blocks, the default;"
+        " the compact job runs in the server), or one row each (rows).",
     )
     compact_interval: Duration = Field(
-        timedelta(minutes=5), description="Compact job period (STORAGE_LAYOUT=blocks)."
+        timedelta(minutes=5), description="Compact job period (STORAGE_LAYOUT=blocks, the default)."
     )
     job_transaction_target: Duration = Field(
         timedelta(milliseconds=10),

@@ -145,7 +145,7 @@ def sizes_of(name: str, url: str) -> dict[str, int]:
 
 
 def group_of(table: str) -> str:
-    if table.startswith("samples"):
+    if table.startswith("samples") or table == "blocks":
         return "raw"
     if table.startswith("rollup_dirty") or table.startswith("claimed"):
         return "marks"
@@ -210,6 +210,7 @@ def ours(name: str, url: str, work: Workload, args: argparse.Namespace) -> dict[
             k: v / work.samples for k, v in sorted(before.items())
         }
         result["compact_job_s"] = job_seconds(url, client, "compact")
+        result["layout"] = os.environ.get("STORAGE_LAYOUT", "blocks")
         if name == "postgresql":
             asyncio.run(vacuum_analyze(url))
         raw: dict[str, Any] = {"metric_name": METRIC, "label": f"host:{HOST}", **whole}

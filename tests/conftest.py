@@ -52,6 +52,30 @@ ROOT = Path(__file__).resolve().parents[1]
 for _kind in ("RAW", "1M", "5M", "1H"):
     os.environ.setdefault(f"RETENTION_{_kind}", "36500d")
 
+# SUITE_COMPACT=after runs the suite with the block layout compacting every span, open ones
+# included, after each write of the stores this process opens, so that every test reads what
+# earlier writes left in blocks (as the contract suite's compacting variants do); servers and
+# jobs started as processes compact as usual, and a module that counts what compaction finds
+# opts out (`HEAD_ROWS_EXPECTED = True`). A way to run the suite, not a test of its own.
+SUITE_COMPACT = os.environ.get("SUITE_COMPACT") == "after"
+
+
+@pytest.fixture(autouse=True)
+def _suite_compacting(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not SUITE_COMPACT or getattr(request.module, "HEAD_ROWS_EXPECTED", False):
+        return
+    from app.storage.samples import layout
+    from app.storage.samples.blocks_store import BlockSampleStore
+
+    class CompactingAfter(BlockSampleStore):
+        async def append(self, *args: Any, **kwargs: Any) -> Any:
+            result = await super().append(*args, **kwargs)
+            await self.compact(2**62)
+            return result
+
+    monkeypatch.setattr(layout, "BlockSampleStore", CompactingAfter)
+
+
 DATA_TABLES = (
     "series",
     "samples",
@@ -125,12 +149,14 @@ test_settings.__test__ = False  # type: ignore[attr-defined]
 
 
 @contextmanager
-def fresh_database(backend: str, directory: Path, tag: str) -> Iterator[str]:
-    """A migrated database of its own: a SQLite file in `directory`, or a PostgreSQL database
-    created from TEST_DATABASE_URL and dropped afterwards."""
+def fresh_database(
+    backend: str, directory: Path, tag: str, revision: str = "head"
+) -> Iterator[str]:
+    """A database of its own migrated to `revision`: a SQLite file in `directory`, or a
+    PostgreSQL database created from TEST_DATABASE_URL and dropped afterwards."""
     if backend == "sqlite":
         url = f"sqlite:///{directory / 'metrics.db'}"
-        upgrade(test_settings(url))
+        upgrade(test_settings(url), revision)
         yield url
         return
     admin = os.environ.get("TEST_DATABASE_URL")
@@ -142,7 +168,7 @@ def fresh_database(backend: str, directory: Path, tag: str) -> Iterator[str]:
     asyncio.run(_pg_admin(admin, f'CREATE DATABASE "{name}"'))
     try:
         url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-        upgrade(test_settings(url))
+        upgrade(test_settings(url), revision)
         yield url
     finally:
         asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

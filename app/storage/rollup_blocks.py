@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.rollup import RESOLUTIONS, Buckets, Resolution
@@ -246,6 +247,48 @@ async def _unpack(conn: AsyncConnection, res: Resolution, where: str) -> int:
     )
     await _delete_blocks(conn, res, [(s, d) for s, d, _ in found])
     return len(found)
+
+
+def unpack_all(conn: Connection, series_per_chunk: int = 200) -> int:
+    """Migration 0008's downgrade (a synchronous connection): every block back into rows of its
+    resolution's table (rows already there win), a chunk of series at a time, so that the
+    release before rollup blocks finds every bucket. Returns the blocks unpacked."""
+    unpacked = 0
+    for res in RESOLUTIONS:
+        after = -1
+        while True:
+            ids = [
+                int(r[0])
+                for r in conn.execute(
+                    text(
+                        "SELECT DISTINCT series_id FROM rollup_blocks WHERE resolution = :r"
+                        " AND series_id > :a ORDER BY series_id LIMIT :n"
+                    ),
+                    {"r": res.name, "a": after, "n": series_per_chunk},
+                )
+            ]
+            if not ids:
+                break
+            after = ids[-1]
+            found = conn.execute(
+                text(
+                    "SELECT series_id, payload FROM rollup_blocks WHERE resolution = :r"
+                    f" AND series_id IN ({id_list(ids)})"
+                ),
+                {"r": res.name},
+            ).all()
+            rows = _concat([_as_buckets(int(s), decode_day(bytes(p))) for s, p in found])
+            lists = [getattr(rows, n).tolist() for n in NAMES_FIELDS]
+            conn.execute(
+                text(
+                    f"INSERT INTO rollup_{res.name} ({COLUMNS})"
+                    f" VALUES ({', '.join(':' + c for c in NAMES)})"
+                    " ON CONFLICT (series_id, bucket) DO NOTHING"
+                ),
+                [dict(zip(NAMES, row, strict=True)) for row in zip(*lists, strict=True)],
+            )
+            unpacked += len(found)
+    return unpacked
 
 
 def any_on(db: sqlite3.Connection, res: Resolution) -> bool:

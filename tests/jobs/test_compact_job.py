@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import ROOT, run_job, sql_rows, test_settings
 from fastapi.testclient import TestClient
 
@@ -23,6 +24,7 @@ from app.storage.store import Store
 from app.timeutil import format_ms, now_ms
 from app.validation import series_key
 
+HEAD_ROWS_EXPECTED = True  # counts what compaction finds (tests/conftest.py: SUITE_COMPACT)
 SERIES = 1000  # five chunks of series: the job commits several transactions
 POINTS = 144  # per series, 100 s apart: two closed spans
 WAIT_SECONDS = 120.0
@@ -131,11 +133,12 @@ def test_sigkill_mid_compaction_loses_nothing_and_a_rerun_completes(database_url
 
 
 def test_job_reports_in_status_and_metrics(
-    make_client: Callable[..., TestClient], database_url: str
+    make_client: Callable[..., TestClient], database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("STORAGE_LAYOUT", raising=False)  # the default layout: blocks
     seed(database_url, closed_start())
-    client = make_client(storage_layout="blocks")
-    done = run_job(database_url, "compact", STORAGE_LAYOUT="blocks")
+    client = make_client()
+    done = run_job(database_url, "compact")
     assert f"rows compacted: {SERIES * POINTS}, blocks written: {2 * SERIES}" in done.stdout
     job = client.get("/jobs/status").json()["jobs"]["compact"]
     assert job["runs"] == 1 and job["status"] == "ok" and job["last_error"] is None
@@ -158,13 +161,15 @@ def test_with_rows_the_job_has_nothing_to_do(database_url: str) -> None:
 
 
 def test_the_server_schedules_it_only_with_blocks(
-    make_client: Callable[..., TestClient], database_url: str
+    make_client: Callable[..., TestClient], database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("STORAGE_LAYOUT", raising=False)  # the default layout: blocks
+
     def runs(client: TestClient) -> Any:
         return client.get("/jobs/status").json()["jobs"]["compact"]["runs"]
 
     rows = make_client(scheduler_enabled=True, storage_layout="rows")
     wait_for(lambda: rows.get("/jobs/status").json()["jobs"]["rollup"]["runs"] > 0, "rollup")
     assert runs(rows) == 0
-    blocks = make_client(scheduler_enabled=True, storage_layout="blocks")
+    blocks = make_client(scheduler_enabled=True)
     wait_for(lambda: runs(blocks) > 0, "a compact run")

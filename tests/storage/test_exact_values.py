@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import test_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -56,9 +57,11 @@ def batch(metric: str, rows: list[tuple[int, int, float]]) -> SampleBatch:
     )
 
 
-def with_store(database_url: str, work: Callable[[Store], Awaitable[Any]]) -> Any:
+def with_store(
+    database_url: str, work: Callable[[Store], Awaitable[Any]], layout: str = "blocks"
+) -> Any:
     async def go() -> Any:
-        store = Store.open(test_settings(database_url))
+        store = Store.open(test_settings(database_url, storage_layout=layout))
         try:
             return await work(store)
         finally:
@@ -92,15 +95,18 @@ async def read_bits(store: Store, metric: str, start: int, end: int) -> dict[tup
     second=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 40), bit_patterns), max_size=30),
     seed=st.integers(0, 2**32 - 1),
 )
+@pytest.mark.parametrize("layout", ["blocks", "rows"])
 def test_every_bit_pattern_reads_back_as_written(
     database_url: str,
+    layout: str,
     first: list[tuple[int, int, int]],
     second: list[tuple[int, int, int]],
     seed: int,
 ) -> None:
     """Writes of new series (the general path), small writes of known series (SQLite's one-call
     transaction, PostgreSQL's kept connection), bulk writes of new rows (COPY on PostgreSQL) and
-    bulk overwrites (the upsert), each ending with last write wins."""
+    bulk overwrites (the upsert), each ending with last write wins; with the block layout the
+    first two writes are compacted into blocks before the bulk ones land over them."""
     metric, t0 = f"exact_{next(_metrics)}", base_time()
     rng = np.random.default_rng(seed)
     bulk_ts = 100 + rng.choice(3400, size=1200, replace=False)
@@ -123,7 +129,9 @@ def test_every_bit_pattern_reads_back_as_written(
     truth: dict[tuple[str, int], int] = {}
 
     async def work(store: Store) -> dict[tuple[str, int], int]:
-        for rows in writes:
+        for i, rows in enumerate(writes):
+            if i == 2 and layout == "blocks":
+                await store.compact(int(time.time() * 1000))
             if not rows:
                 continue
             values = as_floats([b for _, _, b in rows])
@@ -134,7 +142,7 @@ def test_every_bit_pattern_reads_back_as_written(
                 truth[(f"h{h}", t)] = b
         return await read_bits(store, metric, t0, t0 + HOUR)
 
-    assert with_store(database_url, work) == truth
+    assert with_store(database_url, work, layout) == truth
 
 
 # -- rollups ------------------------------------------------------------------------------------

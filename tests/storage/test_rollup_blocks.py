@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import run_inline, sql_rows, test_settings
+from conftest import ROOT, fresh_database, run_inline, sql_rows, test_settings
 from rollup_oracle import brute_force_buckets
 
 from app.model import SampleBatch
@@ -247,3 +251,44 @@ def test_marks_tables_left_empty_are_truncated(database_url: str, backend: str) 
         if backend == "postgresql":
             size = sql_rows(database_url, f"SELECT pg_relation_size('rollup_dirty_{res.name}')")
             assert size == [(0,)]
+
+
+def migrate(url: str, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app.migrate", *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of this test's own: the downgrade changes its schema."""
+    with fresh_database(str(request.param), tmp_path, "rollup_blocks_down") as url:
+        yield url
+
+
+def test_downgrade_unpacks_every_folded_day_into_rows(own_database: str) -> None:
+    """Going back to the release before rollup blocks (`python -m app.migrate --downgrade
+    0007`, as a process) turns every folded day back into rows of its resolution's table, bit
+    for bit: the previous release, which reads only rows, answers the same."""
+    url, metric, day = own_database, "down", closed_day()
+    append(url, metric, special_rows(day, 3))
+    run_inline(url, "rollup")
+    before = served(url, metric, day - DAY_MS, day + 2 * DAY_MS)
+    run_inline(url, "compact")
+    assert counts(url, metric, day) == (0, len(HOSTS) * len(RESOLUTIONS))
+    migrate(url, "--downgrade", "0007")
+    tables = "SELECT count(*) FROM {} WHERE bucket >= {} AND bucket < {}"
+    rows = sum(
+        int(sql_rows(url, tables.format(f"rollup_{res.name}", day, day + DAY_MS))[0][0])
+        for res in RESOLUTIONS
+    )
+    assert rows == len(before)
+    migrate(url)  # back at head, with no block: the rows alone answer as before
+    assert counts(url, metric, day) == (rows, 0)
+    assert served(url, metric, day - DAY_MS, day + 2 * DAY_MS) == before

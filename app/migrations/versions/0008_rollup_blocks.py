@@ -13,8 +13,11 @@ autovacuum thresholds (20% of the table plus 50 rows, judged on the table's last
 autovacuum at 1% plus 1,000 dead rows, so the space is reused by the next writes; the rollup job
 also vacuums them when a run leaves them empty (app.storage.maintenance.vacuum_marks).
 
+Downgrade turns every folded day back into rows of its resolution's table (rows there win:
+rollup_blocks.unpack_all) before the table goes, so the release before it finds every bucket.
+
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from app.storage import rollup_blocks
+
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -59,6 +64,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    rollup_blocks.unpack_all(op.get_bind())  # every folded day back into rows first
     if op.get_bind().dialect.name == "postgresql":
         for name in RESOLUTIONS:
             op.execute(f"ALTER TABLE rollup_dirty_{name} RESET ({MARKS_RESET})")

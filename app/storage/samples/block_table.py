@@ -100,6 +100,15 @@ async def of_spans(conn: AsyncConnection, sids: np.ndarray, spans: np.ndarray) -
 async def write(conn: AsyncConnection, rows: Rows) -> int:
     """Upsert the blocks holding exactly `rows` (sorted by series and ts, one value each) in the
     spans they touch; returns the blocks written."""
+    params = block_rows(rows)
+    if params:
+        await conn.execute(text(UPSERT), params)
+    return len(params)
+
+
+def block_rows(rows: Rows) -> list[dict[str, Any]]:
+    """The `blocks` rows (UPSERT's parameters) holding exactly `rows` (sorted by series and ts,
+    one value each), a block per series and span they touch."""
     params: list[dict[str, Any]] = []
     change = np.flatnonzero(rows.series[1:] != rows.series[:-1]) + 1
     for lo, hi in zip([0, *change.tolist()], [*change.tolist(), len(rows)], strict=True):
@@ -118,9 +127,7 @@ async def write(conn: AsyncConnection, rows: Rows) -> int:
                     "payload": payload,
                 }
             )
-    if params:
-        await conn.execute(text(UPSERT), params)
-    return len(params)
+    return params
 
 
 async def delete_spans(conn: AsyncConnection, sids: np.ndarray, spans: np.ndarray) -> None:

@@ -25,11 +25,20 @@ from app.services.retention import RetentionPlan
 from app.services.rollup import Buckets, Resolution, aggregate
 from app.storage import schema
 from app.storage.blocks.codec import decode_block
-from app.storage.blocks.read import Rows, decode_range, no_rows, overlay, read_range
+from app.storage.blocks.read import (
+    Rows,
+    decode_range,
+    keys,
+    last_write_wins,
+    no_rows,
+    overlay,
+    read_range,
+)
 from app.storage.engine import Engines
 from app.storage.samples import block_table, compaction
 from app.storage.samples.block_retention import drop_blocks
 from app.storage.samples.block_table import SPAN_MS, bad_nans, overlapping, spans_of
+from app.storage.samples.postgres_rows import PostgresRows
 from app.storage.samples.protocol import (
     BucketRange,
     BucketSelection,
@@ -39,13 +48,18 @@ from app.storage.samples.protocol import (
     SeriesResolver,
     no_points,
 )
-from app.storage.samples.row_sql import buckets_of, id_list, marks_where
+from app.storage.samples.row_sql import buckets_of, marks_where
 from app.storage.samples.rows import RowSampleStore
-from app.storage.writes import AppendResult
+from app.storage.samples.sqlite_rows import SqliteRows
+from app.storage.writes import AppendResult, CardinalityExceeded
 
 SERIES_GROUP = 100  # series read together: memory is bounded by the group and the limit
+RANGES_PER_READ = 200  # series' ranges of marked buckets per head read
+ROWS_FIELDS = ("series", "ts", "values")
 EVERYTHING = 2**62
 ROLLUP_COLUMNS = ("series_id", "bucket", "count", "sum", "min", "max", "sumsq", "last", "last_ts")
+FLOAT = "double precision"
+ROLLUP_TYPES = ("integer", "bigint", "bigint", FLOAT, FLOAT, FLOAT, FLOAT, FLOAT, "bigint")
 
 
 def as_points(rows: Rows) -> Points:
@@ -70,9 +84,16 @@ class BlockSampleStore:
         grace_ms: int,
     ) -> None:
         self._engines = engines
+        self._clock, self._grace_ms = clock, grace_ms
+        self._latest_cut = -EVERYTHING  # the latest span end this store compacted up to
         self.head = RowSampleStore(settings, engines, clock, defaults, grace_ms)
         # History placement asks which hours raw samples back: the blocks' too.
         self.head.hours_backed = self.hours_with_samples
+
+    @property
+    def backend(self) -> SqliteRows | PostgresRows:
+        """The head's backend: the connections and SQL its writes use."""
+        return self.head.backend
 
     async def close(self) -> None:
         await self.head.close()
@@ -83,13 +104,64 @@ class BlockSampleStore:
     async def append(
         self, batch: SampleBatch, ids: np.ndarray, missing: list[int], resolve: SeriesResolver
     ) -> AppendResult:
-        return await self.head.append(batch, ids, missing, resolve)
+        """The head's write, its count of overwrites completed by the samples it replaces in
+        blocks (`_replacing_blocks`): with every series known, read before the write (under
+        the store's write lock, so no compaction of this process comes between); otherwise
+        inside the write's transaction, once its series are resolved."""
+        replaced = [0]
+
+        async def resolving(
+            conn: AsyncConnection, ids: np.ndarray, missing: list[int]
+        ) -> dict[int, CardinalityExceeded]:
+            rejected = await resolve(conn, ids, missing)
+            replaced[0] = await self._replacing_blocks(conn, batch, ids)
+            return rejected
+
+        if not missing and self._may_replace_blocks(batch, ids).any():
+            async with self._engines.reader.connect() as conn:
+                replaced[0] = await self._replacing_blocks(conn, batch, ids)
+        result = await self.head.append(batch, ids, missing, resolving)
+        result.overwritten += replaced[0]
+        return result
+
+    def _may_replace_blocks(self, batch: SampleBatch, ids: np.ndarray) -> np.ndarray:
+        """Which samples may lie in a block: of known series, before the open span (or the
+        latest end this store compacted up to). The usual write has none."""
+        now = self._clock() - self._grace_ms
+        open_from = max(compaction.closed_span_end(now), self._latest_cut)
+        found: np.ndarray = (ids[batch.series_index] >= 0) & (batch.ts < open_from)
+        return found
+
+    async def _replacing_blocks(
+        self, conn: AsyncConnection, batch: SampleBatch, ids: np.ndarray
+    ) -> int:
+        """How many of the batch's samples (last write wins within it) will replace a block's
+        sample of other float64 bits that no head row covers (a head row's replacement is
+        counted by the head's write)."""
+        maybe = self._may_replace_blocks(batch, ids)
+        if not maybe.any():
+            return 0
+        sids = ids[batch.series_index][maybe]
+        new = last_write_wins(Rows(sids, batch.ts[maybe], batch.values[maybe]))
+        blocks = await block_table.of_spans(conn, new.series, spans_of(new.ts))
+        if not blocks:
+            return 0
+        old = decode_range(blocks, int(new.ts.min()), int(new.ts.max()))
+        old = old.take(np.isin(keys(old.series, old.ts), keys(new.series, new.ts)))
+        if not len(old):
+            return 0
+        series = sorted(set(old.series.tolist()))
+        head = as_rows(await self.head.read_at(conn, series, sorted(set(old.ts.tolist()))))
+        old = old.take(~np.isin(keys(old.series, old.ts), keys(head.series, head.ts)))
+        now = new.take(np.isin(keys(new.series, new.ts), keys(old.series, old.ts)))
+        return int((old.values.view(np.uint64) != now.values.view(np.uint64)).sum())
 
     async def compact(
         self, closed_before: int, guard: compaction.Guard | None = None
     ) -> compaction.Compacted:
         """Fold the head's rows of spans ending by `closed_before` into blocks, each chunk's
         transaction under `guard` (the store's write lock); the caller holds the job lock."""
+        self._latest_cut = max(self._latest_cut, compaction.closed_span_end(closed_before))
         if guard is None:
             return await compaction.compact(self._engines.writer, self.head, closed_before)
         return await compaction.compact(self._engines.writer, self.head, closed_before, guard)
@@ -205,21 +277,28 @@ class BlockSampleStore:
     ) -> Rows:
         """The samples in the marked buckets: the head's rows, then the blocks of their spans
         (in this order, as every read: a compaction committing in between moves rows from the
-        head into blocks, never the other way)."""
-        marks = selection.table
-        in_marks = (
-            f"EXISTS (SELECT 1 FROM {marks} WHERE {marks}.series_id = samples.series_id"
-            f" AND samples.ts >= {marks}.bucket AND samples.ts < {marks}.bucket + {res.ms}"
-            f"{marks_where(selection)})"
-        )
-        series = id_list(np.unique(pairs[:, 0]))
-        where = f"series_id IN ({series}) AND {in_marks}"
-        head = as_rows(await self.head.backend.fetch(conn, where, EVERYTHING))
+        head into blocks, never the other way). The head is read by each series' range of
+        marked buckets (a range scan of its key), then the rows outside the pairs left out."""
+        ordered = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+        series, first = np.unique(ordered[:, 0], return_index=True)
+        last = np.r_[first[1:], len(ordered)] - 1
+        lows, highs = ordered[first, 1], ordered[last, 1] + res.ms - 1
+        ranges = [
+            f"(series_id = {s} AND ts >= {lo} AND ts <= {hi})"
+            for s, lo, hi in zip(series.tolist(), lows.tolist(), highs.tolist(), strict=True)
+        ]
+        parts = []
+        for at in range(0, len(ranges), RANGES_PER_READ):  # SQLite's expression depth: 1,000
+            where = f"({' OR '.join(ranges[at : at + RANGES_PER_READ])})"
+            parts.append(as_rows(await self.head.backend.fetch(conn, where, EVERYTHING)))
+        head = Rows(*(np.concatenate([getattr(p, f) for p in parts]) for f in ROWS_FIELDS))
         blocks = await block_table.of_spans(conn, pairs[:, 0], spans_of(pairs[:, 1]))
         base = decode_range(blocks, -EVERYTHING, EVERYTHING)
         rows = overlay(base, head)
-        keys = _pair_keys(rows.series, rows.ts - rows.ts % res.ms)
-        return rows.take(np.isin(keys, _pair_keys(pairs[:, 0], pairs[:, 1])))
+        found, wanted = _bucket_codes(
+            res.ms, (rows.series, rows.ts - rows.ts % res.ms), (pairs[:, 0], pairs[:, 1])
+        )
+        return rows.take(np.isin(found, wanted))
 
     async def store_aggregates(
         self,
@@ -232,25 +311,40 @@ class BlockSampleStore:
         buckets = aggregate(rows.series, rows.ts, rows.values, res.ms)
         table = f"rollup_{res.name}"
         if len(buckets):
-            columns = ", ".join(ROLLUP_COLUMNS)
-            values = ", ".join(f":{c}" for c in ROLLUP_COLUMNS)
-            updates = ", ".join(f"{c} = excluded.{c}" for c in ROLLUP_COLUMNS[2:])
-            await conn.execute(
-                text(
-                    f"INSERT INTO {table} ({columns}) VALUES ({values})"
-                    f" ON CONFLICT (series_id, bucket) DO UPDATE SET {updates}"
-                ),
-                _rollup_params(buckets),
-            )
+            await self._upsert_rollups(conn, table, buckets)
         # Buckets whose samples are all NaN now aggregate to nothing: their rows go.
-        held = np.unique(_pair_keys(rows.series, rows.ts - rows.ts % res.ms))
-        emptied = held[~np.isin(held, _pair_keys(buckets.sids, buckets.bucket))]
+        held, kept = _bucket_codes(
+            res.ms, (rows.series, rows.ts - rows.ts % res.ms), (buckets.sids, buckets.bucket)
+        )
+        emptied = _pair_keys(rows.series, rows.ts - rows.ts % res.ms)[~np.isin(held, kept)]
+        emptied = np.unique(emptied) if emptied.size else emptied
         if emptied.size:
             await conn.execute(
                 text(f"DELETE FROM {table} WHERE series_id = :s AND bucket = :b"),
                 [{"s": int(k["s"]), "b": int(k["b"])} for k in emptied],
             )
         return len(buckets)
+
+    async def _upsert_rollups(self, conn: AsyncConnection, table: str, buckets: Buckets) -> None:
+        """One statement: on PostgreSQL the rows as arrays (`unnest`, one round trip and one
+        statement whatever their number), on SQLite executemany on the connection's thread."""
+        columns = ", ".join(ROLLUP_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in ROLLUP_COLUMNS[2:])
+        upsert = f" ON CONFLICT (series_id, bucket) DO UPDATE SET {updates}"
+        if isinstance(self.head.backend, PostgresRows):
+            arrays = ", ".join(
+                f"CAST(:{c} AS {kind}[])"
+                for c, kind in zip(ROLLUP_COLUMNS, ROLLUP_TYPES, strict=True)
+            )
+            params = dict(zip(ROLLUP_COLUMNS, _rollup_columns(buckets), strict=True))
+            sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}){upsert}"
+            await conn.execute(text(sql), params)
+            return
+        values = ", ".join(f":{c}" for c in ROLLUP_COLUMNS)
+        await conn.execute(
+            text(f"INSERT INTO {table} ({columns}) VALUES ({values}){upsert}"),
+            _rollup_params(buckets),
+        )
 
     def has_samples_in(
         self, series_id: ColumnElement[int], start_ms: int, end_ms: int
@@ -299,6 +393,18 @@ class BlockSampleStore:
 PAIR = np.dtype([("s", "<i8"), ("b", "<i8")])
 
 
+def _bucket_codes(step: int, *pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """One int64 per (series, bucket) pair, the same for equal pairs across the arrays given,
+    ordered as the pairs are: series * buckets spanned + bucket index (numpy sorts and
+    compares these natively, where structured keys take a slow path)."""
+    given = [b for _, b in pairs if b.size]
+    if not given:
+        return [np.empty(0, dtype=np.int64) for _ in pairs]
+    lo = min(int(b.min()) for b in given)
+    width = (max(int(b.max()) for b in given) - lo) // step + 1
+    return [s.astype(np.int64) * width + (b - lo) // step for s, b in pairs]
+
+
 def _pair_keys(series: np.ndarray, bucket: np.ndarray) -> np.ndarray:
     out = np.empty(series.size, dtype=PAIR)
     out["s"], out["b"] = series, bucket
@@ -312,7 +418,11 @@ def _all_replaced(found: Rows, head: Rows) -> bool:
     return bool(np.isin(_pair_keys(found.series, found.ts), _pair_keys(head.series, head.ts)).all())
 
 
-def _rollup_params(b: Buckets) -> list[dict[str, object]]:
+def _rollup_columns(b: Buckets) -> list[list[object]]:
     columns = (b.sids, b.bucket, b.count, b.sum, b.min, b.max, b.sumsq, b.last, b.last_ts)
-    lists = [c.tolist() for c in columns]
+    return [c.tolist() for c in columns]
+
+
+def _rollup_params(b: Buckets) -> list[dict[str, object]]:
+    lists = _rollup_columns(b)
     return [dict(zip(ROLLUP_COLUMNS, row, strict=True)) for row in zip(*lists, strict=True)]

@@ -12,9 +12,10 @@ previous state or the committed chunk: nothing acknowledged is lost, and a rerun
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import text
@@ -107,7 +108,12 @@ async def take_head(conn: AsyncConnection, head: RowSampleStore, ids: list[int],
             " RETURNING series_id, ts, value, bits"
         )
     )
-    rows = result.all()
+    return exact_rows(result.all())
+
+
+def exact_rows(rows: Sequence[Sequence[Any]]) -> Rows:
+    """`samples` rows of (series_id, ts, value, bits) as sorted Rows with their exact values
+    (SQLite keeps NaN and -0.0 apart in `bits`, app.storage.exact_values)."""
     sids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     ts = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
     values = np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
