@@ -291,10 +291,15 @@ def unpack_all(conn: Connection, series_per_chunk: int = 200) -> int:
     return unpacked
 
 
-def any_on(db: sqlite3.Connection, res: Resolution) -> bool:
-    """SQLite, on the writer's thread: whether any day of `res` is folded (the rollup job's
-    one-call road holds no unpack, so it is taken only when nothing is)."""
-    found = db.execute("SELECT 1 FROM rollup_blocks WHERE resolution = ? LIMIT 1", (res.name,))
+def claimed_folded_on(db: sqlite3.Connection, res: Resolution) -> bool:
+    """SQLite, on the writer's thread: whether a bucket of the rollup job's claim (the temp
+    table `claimed`) lies in a folded day of `res` (to unpack before its recompute)."""
+    found = db.execute(
+        "SELECT 1 FROM claimed c JOIN rollup_blocks b ON b.series_id = c.series_id"
+        f" AND b.resolution = ? AND b.day_start <= c.bucket AND b.day_start > c.bucket - {DAY_MS}"
+        " LIMIT 1",
+        (res.name,),
+    )
     return found.fetchone() is not None
 
 

@@ -67,6 +67,7 @@ from app.storage.engine import (
     sqlite_path,
 )
 from app.storage.reads import RollupData, SeriesData, SeriesRef
+from app.storage.samples import block_table
 from app.storage.samples.blocks_store import BlockSampleStore
 from app.storage.samples.compaction import Compacted
 from app.storage.samples.layout import open_sample_store
@@ -181,6 +182,10 @@ class RollupSelection:
     series: list[RollupData]
     materialized_until: int | None
     retained_from: int
+
+
+class _GeneralRoad(Exception):
+    """A job chunk on SQLite's one-call road found work only the general road does."""
 
 
 class Store(AlertStore):
@@ -579,29 +584,35 @@ class Store(AlertStore):
         self, claim: dialect.Claim, res: Resolution
     ) -> tuple[int, dialect.Key | None, float]:
         """One transaction of `materialize`: claim a chunk of marks and recompute their buckets.
-        Returns how many were claimed, the last one, and the seconds the work took. SQLite with
-        the row layout: the whole transaction as one call on the writer's thread
-        (RowSampleStore.recompute_on), unless rollup blocks of `res` exist (their days are
-        unpacked first, on the general road), so the write lock is held for the work alone,
-        not for a dozen trips through a busy event loop between its statements."""
-        if self.backend == "sqlite" and type(self.samples) is RowSampleStore:
-            rows = self.samples
+        Returns how many were claimed, the last one, and the seconds the work took. SQLite: the
+        whole transaction as one call on the writer's thread (the head's SQL,
+        RowSampleStore.recompute_on), so the write lock is held for the work alone, not for a
+        dozen trips through a busy event loop between its statements; a chunk that finds a
+        claimed bucket in a folded rollup day (to unpack first) or in a raw block's span (to
+        aggregate with the block) is rolled back and done on the general road."""
+        if self.backend == "sqlite" and isinstance(self.samples, RowSampleStore | BlockSampleStore):
+            blocks = isinstance(self.samples, BlockSampleStore)
+            rows = self.samples.head if isinstance(self.samples, BlockSampleStore) else self.samples
 
-            def work(db: sqlite3.Connection) -> tuple[int, dialect.Key | None, float] | None:
-                if rollup_blocks.any_on(db, res):
-                    return None  # folded days to unpack first: the general road below
+            def work(db: sqlite3.Connection) -> tuple[int, dialect.Key | None, float]:
                 started = time.perf_counter()
                 claimed, last = rows.recompute_on(db, claim, res)
+                if claimed and (
+                    rollup_blocks.claimed_folded_on(db, res)
+                    or (blocks and db.execute(block_table.under_marks("claimed")).fetchone())
+                ):
+                    raise _GeneralRoad  # rolled back: the chunk again, on the general road
                 return claimed, last, time.perf_counter() - started
 
-            async with self._write_lock, self.engines.writer.connect() as conn:
-                thread = await SqliteThread.of(conn)
-                with dialect.driver_errors("BEGIN IMMEDIATE"):
-                    done = await thread.transaction(
-                        work, unsynced_from=self.settings.sqlite_synchronous
-                    )
-            if done is not None:
-                return done
+            try:
+                async with self._write_lock, self.engines.writer.connect() as conn:
+                    thread = await SqliteThread.of(conn)
+                    with dialect.driver_errors("BEGIN IMMEDIATE"):
+                        return await thread.transaction(
+                            work, unsynced_from=self.settings.sqlite_synchronous
+                        )
+            except _GeneralRoad:
+                pass
         async with self._job_transaction() as conn:
             started = time.perf_counter()
             claimed, last = await maintenance.recompute(

@@ -45,6 +45,17 @@ def overlapping(ids: Sequence[int], lo: int, hi: int) -> str:
     )
 
 
+def under_marks(marks: str, where: str = "") -> str:
+    """SQL: whether a block holds the span of a (series, bucket) pair of the marks table
+    `marks` (with its ` AND ...` conditions `where`). Every bucket lies in one span (SPAN_MS is
+    a multiple of every resolution), so the block's key range finds it."""
+    return (
+        f"SELECT 1 FROM {marks} JOIN blocks b ON b.series_id = {marks}.series_id"
+        f" AND b.span_start <= {marks}.bucket AND b.span_start > {marks}.bucket - {SPAN_MS}"
+        f" WHERE true{where} LIMIT 1"
+    )
+
+
 def stored(rows: Sequence[Sequence[Any]]) -> list[StoredBlock]:
     """Rows of (series_id, first_ts, last_ts, payload) as blocks."""
     return [StoredBlock(int(r[0]), int(r[1]), int(r[2]), bytes(r[3])) for r in rows]
