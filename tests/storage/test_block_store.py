@@ -304,6 +304,14 @@ def test_a_bulk_write_of_closed_spans_goes_into_blocks(database_url: str) -> Non
             assert await count(subject, "SELECT count(*) FROM blocks") == 2 * 11
             assert await count(subject, "SELECT count(*) FROM rollup_dirty_1m") == len(points)
             await check_model(subject, model, ids)
+            # A bulk write of the open span only: every row to the head.
+            fresh = [(h, NOW - HOUR + i * 1000, 1.0) for i in range(1500) for h in ("a", "b")]
+            fresh_result, _ = await subject.write("direct", fresh)
+            assert fresh_result.raw == len(fresh)
+            model.update({(h, ts): v for h, ts, v in fresh})
+            open_rows = len({(h, ts) for h, ts, _ in points + fresh if ts >= CUT})
+            assert await count(subject, "SELECT count(*) FROM samples") == open_rows
+            await check_model(subject, model, ids)
             # The same samples again, by known series: nothing overwritten, nothing moves.
             again = await write_known(subject, "direct", points, ids)
             assert (again.raw, again.overwritten) == (len(points), 0)
@@ -411,6 +419,63 @@ def test_a_bulk_write_with_history_and_refused_ones(database_url: str) -> None:
             with pytest.raises(CardinalityExceeded):
                 await subject.write("mixed", [(h, ts, v) for _, ts, v in more for h in "ab"])
             assert await rows_of(subject, snapshot) == blocks_before
+            await check_model(subject, model, ids)
+
+    run(go())
+
+
+def test_a_bulk_write_failing_after_its_blocks_writes_nothing(database_url: str) -> None:
+    """The blocks are written in the write's transaction: a failure after them (here the
+    database refusing one of its open-span head rows, by a trigger) leaves the blocks, the head
+    rows they folded in and the marks as they were."""
+    postgres = database_url.startswith("postgresql")
+    create = (
+        [
+            "CREATE FUNCTION refuse_666() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.value = 666 THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_666 BEFORE INSERT ON samples FOR EACH ROW"
+            " EXECUTE FUNCTION refuse_666()",
+        ]
+        if postgres
+        else [
+            "CREATE TRIGGER refuse_666 BEFORE INSERT ON samples WHEN NEW.value = 666"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        ]
+    )
+    drop = (
+        ["DROP TRIGGER IF EXISTS refuse_666 ON samples", "DROP FUNCTION IF EXISTS refuse_666()"]
+        if postgres
+        else ["DROP TRIGGER IF EXISTS refuse_666"]
+    )
+
+    async def go() -> None:
+        async with opened(database_url, _open_at_now) as subject:
+            first = [("a", BASE + i * 20_000, float(i)) for i in range(1080)]  # 6 h
+            _, ids = await subject.write("failing", first)
+            span = BASE + SPAN_MS
+            await write_known(subject, "failing", [("a", span + 1, -1.0)], ids)  # a head row
+            tables = {
+                "blocks": "SELECT series_id, span_start, count, payload FROM blocks ORDER BY 1, 2",
+                "samples": "SELECT * FROM samples ORDER BY 1, 2",
+                "marks": "SELECT * FROM rollup_dirty_1m ORDER BY 1, 2",
+            }
+            before = {name: await rows_of(subject, sql) for name, sql in tables.items()}
+            async with subject.engines.writer.begin() as conn:
+                for statement in create:
+                    await conn.exec_driver_sql(statement)
+            try:
+                bulk = [("a", span + i * 5_000 + 2, 2.0) for i in range(1440)]
+                bulk += [("a", NOW - 10 * 60_000, 666.0)]  # the open span: to the head
+                with pytest.raises(Exception, match="refused"):
+                    await write_known(subject, "failing", bulk, ids)
+            finally:
+                async with subject.engines.writer.begin() as conn:
+                    for statement in drop:
+                        await conn.exec_driver_sql(statement)
+            after = {name: await rows_of(subject, sql) for name, sql in tables.items()}
+            assert after == before
+            model = {(h, ts): v for h, ts, v in first}
+            model[("a", span + 1)] = -1.0
             await check_model(subject, model, ids)
 
     run(go())

@@ -66,7 +66,7 @@ class DirectBlocks:
             return np.ones(ts.size, dtype=bool), 0
         closed = ts < cut
         if not closed.any():
-            return closed, 0
+            return ~closed, 0
         new = Rows(sids[closed], ts[closed], values[closed])
         return ~closed, await write_closed(conn, self._head, new)
 
