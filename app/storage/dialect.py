@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.storage import pg_copy, schema
 
 SERIES_LOCK_KEY = 7_263_003
+BLOCKS_LOCK_KEY = 7_263_005
 T = TypeVar("T")
 
 
@@ -318,3 +319,11 @@ def label_equals(conn: AsyncConnection, name: str, value: str) -> ColumnElement[
     if is_postgres(conn):
         return type_coerce(schema.series.c.labels, JSONB).contains({name: value})
     return func.json_extract(schema.series.c.labels, f'$."{name}"') == value
+
+
+async def lock_blocks(conn: AsyncConnection) -> None:
+    """Serialize the read-modify-write of blocks (a compaction chunk, a bulk write into closed
+    spans) across processes until the transaction ends, so that none rewrites a block from a
+    version another has replaced meanwhile (SQLite: the write lock already does)."""
+    if is_postgres(conn):
+        await conn.execute(text(f"SELECT pg_advisory_xact_lock({BLOCKS_LOCK_KEY})"))

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from app.matchers import canonical_labels
 from app.model import SampleBatch
 from app.storage.samples.block_table import SPAN_MS
+from app.storage.samples.blocks_store import BlockSampleStore
 from app.storage.store import Store
 from app.timeutil import format_ms, now_ms
 from app.validation import series_key
@@ -48,6 +49,9 @@ def seed(database_url: str, start: int) -> None:
 
     async def go() -> None:
         store = Store.open(test_settings(database_url, storage_layout="blocks"))
+        assert isinstance(store.samples, BlockSampleStore)
+        # Into the head, for compaction to find: a bulk write would go straight into blocks.
+        store.samples.direct_min_rows = SERIES * POINTS + 1
         try:
             result = await store.append(batch)
             assert result.raw == SERIES * POINTS

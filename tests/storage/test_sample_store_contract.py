@@ -89,6 +89,15 @@ def _compacting(kind: type[BlockSampleStore]) -> Opener:
     return open_store
 
 
+def _direct(settings: Settings, engines: Engines, clock: Callable[[], int]) -> SampleStore:
+    """The block store writing every write's rows of closed spans straight into blocks, as it
+    does a bulk write's (samples.direct_blocks)."""
+    store = _blocks(settings, engines, clock)
+    assert isinstance(store, BlockSampleStore)
+    store.direct_min_rows = 1
+    return store
+
+
 COMPACTING_BEFORE = _compacting(CompactingBefore)
 COMPACTING_AFTER = _compacting(CompactingAfter)
 IMPLEMENTATIONS: dict[str, Opener] = {
@@ -96,6 +105,7 @@ IMPLEMENTATIONS: dict[str, Opener] = {
     "blocks": _blocks,
     "blocks-compact-before": COMPACTING_BEFORE,
     "blocks-compact-after": COMPACTING_AFTER,
+    "blocks-direct": _direct,
 }
 _metrics = itertools.count()
 

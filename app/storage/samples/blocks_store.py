@@ -38,6 +38,7 @@ from app.storage.engine import Engines
 from app.storage.samples import block_table, compaction
 from app.storage.samples.block_retention import drop_blocks
 from app.storage.samples.block_table import SPAN_MS, bad_nans, overlapping, spans_of
+from app.storage.samples.direct_blocks import DIRECT_MIN_ROWS, DirectBlocks
 from app.storage.samples.postgres_rows import PostgresRows
 from app.storage.samples.protocol import (
     BucketRange,
@@ -89,6 +90,11 @@ class BlockSampleStore:
         self.head = RowSampleStore(settings, engines, clock, defaults, grace_ms)
         # History placement asks which hours raw samples back: the blocks' too.
         self.head.hours_backed = self.hours_with_samples
+        # Bulk writes put their raw rows of closed spans straight into blocks
+        # (samples.direct_blocks); smaller ones go to the head.
+        self.direct_min_rows = DIRECT_MIN_ROWS
+        self._direct = DirectBlocks(self.head)
+        self.head.raw_elsewhere = self._direct
 
     @property
     def backend(self) -> SqliteRows | PostgresRows:
@@ -104,41 +110,58 @@ class BlockSampleStore:
     async def append(
         self, batch: SampleBatch, ids: np.ndarray, missing: list[int], resolve: SeriesResolver
     ) -> AppendResult:
-        """The head's write, its count of overwrites completed by the samples it replaces in
-        blocks (`_replacing_blocks`): with every series known, read before the write (under
-        the store's write lock, so no compaction of this process comes between); otherwise
-        inside the write's transaction, once its series are resolved."""
+        """The head's write; a bulk one (`direct_min_rows` samples or more) writes its raw rows
+        of closed spans into their blocks in the same transaction (samples.direct_blocks,
+        which counts what they overwrite). The count of overwrites is completed by the head's
+        rows that replace samples in blocks (`_replacing_blocks`): with every series known,
+        read before the write (under the store's write lock, so no compaction of this process
+        comes between); otherwise inside the write's transaction, once its series are
+        resolved."""
         replaced = [0]
+        direct = self._direct_before(batch)
 
         async def resolving(
             conn: AsyncConnection, ids: np.ndarray, missing: list[int]
         ) -> dict[int, CardinalityExceeded]:
             rejected = await resolve(conn, ids, missing)
-            replaced[0] = await self._replacing_blocks(conn, batch, ids)
+            replaced[0] = await self._replacing_blocks(conn, batch, ids, direct)
             return rejected
 
-        if not missing and self._may_replace_blocks(batch, ids).any():
-            async with self._engines.reader.connect() as conn:
-                replaced[0] = await self._replacing_blocks(conn, batch, ids)
-        result = await self.head.append(batch, ids, missing, resolving)
+        with self._direct.writing(direct):
+            if not missing and self._may_replace_blocks(batch, ids, direct).any():
+                async with self._engines.reader.connect() as conn:
+                    replaced[0] = await self._replacing_blocks(conn, batch, ids, direct)
+            result = await self.head.append(batch, ids, missing, resolving)
         result.overwritten += replaced[0]
         return result
 
-    def _may_replace_blocks(self, batch: SampleBatch, ids: np.ndarray) -> np.ndarray:
-        """Which samples may lie in a block: of known series, before the open span (or the
-        latest end this store compacted up to). The usual write has none."""
+    def _direct_before(self, batch: SampleBatch) -> int | None:
+        """For a bulk write, the end of the closed spans (now - grace, as compaction's rule)
+        whose raw rows go straight into blocks; None for a write whose rows all go to the head."""
+        if len(batch) < self.direct_min_rows:
+            return None
+        return compaction.closed_span_end(self._clock() - self._grace_ms)
+
+    def _may_replace_blocks(
+        self, batch: SampleBatch, ids: np.ndarray, direct: int | None
+    ) -> np.ndarray:
+        """Which samples bound for the head may lie in a block: of known series, before the
+        open span (or the latest end this store compacted up to), and not of the spans a bulk
+        write puts into blocks itself (before `direct`). The usual write has none."""
         now = self._clock() - self._grace_ms
         open_from = max(compaction.closed_span_end(now), self._latest_cut)
         found: np.ndarray = (ids[batch.series_index] >= 0) & (batch.ts < open_from)
+        if direct is not None:
+            found &= batch.ts >= direct
         return found
 
     async def _replacing_blocks(
-        self, conn: AsyncConnection, batch: SampleBatch, ids: np.ndarray
+        self, conn: AsyncConnection, batch: SampleBatch, ids: np.ndarray, direct: int | None
     ) -> int:
         """How many of the batch's samples (last write wins within it) will replace a block's
         sample of other float64 bits that no head row covers (a head row's replacement is
         counted by the head's write)."""
-        maybe = self._may_replace_blocks(batch, ids)
+        maybe = self._may_replace_blocks(batch, ids, direct)
         if not maybe.any():
             return 0
         sids = ids[batch.series_index][maybe]

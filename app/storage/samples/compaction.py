@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.storage.blocks.read import Rows, decode_range, overlay
+from app.storage.dialect import lock_blocks
 from app.storage.samples import block_table
 from app.storage.samples.block_table import SPAN_MS, spans_of
 from app.storage.samples.row_sql import id_list
@@ -60,6 +61,7 @@ async def compact(
     after = -1
     while True:
         async with guard(), writer.begin() as conn:
+            await lock_blocks(conn)
             found = await conn.execute(
                 text(
                     "SELECT DISTINCT series_id FROM samples WHERE ts < :cut AND series_id > :after"
@@ -97,16 +99,18 @@ async def take_head(conn: AsyncConnection, head: RowSampleStore, ids: list[int],
     rows are read through the head's fast raw read and then deleted by the same condition;
     elsewhere (PostgreSQL, READ COMMITTED) `DELETE ... RETURNING` takes exactly the rows it
     deletes, so a row committed in between is neither deleted unread nor lost."""
+    return await take_head_where(conn, head, f"series_id IN ({id_list(ids)}) AND ts < {int(cut)}")
+
+
+async def take_head_where(conn: AsyncConnection, head: RowSampleStore, where: str) -> Rows:
+    """Delete the head rows matching `where` and return them, sorted, with their exact values
+    (as `take_head`)."""
     if head.backend.writers_exclude_each_other:
-        where = f"series_id IN ({id_list(ids)}) AND ts < {int(cut)}"
         sids, ts, values = await head.backend.fetch(conn, where, EVERYTHING)
         await conn.execute(text(f"DELETE FROM samples WHERE {where}"))
         return Rows(sids, ts, values)
     result = await conn.execute(
-        text(
-            f"DELETE FROM samples WHERE series_id IN ({id_list(ids)}) AND ts < {int(cut)}"
-            " RETURNING series_id, ts, value, bits"
-        )
+        text(f"DELETE FROM samples WHERE {where} RETURNING series_id, ts, value, bits")
     )
     return exact_rows(result.all())
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import ColumnElement, literal, select, text
@@ -71,6 +72,20 @@ UPSERT_SET = ", ".join(
 RawRows = tuple[np.ndarray, np.ndarray, np.ndarray, Marks]
 
 
+class RawElsewhere(Protocol):
+    """Where a layout keeping raw samples outside the head too (the block layout) writes some
+    raw rows of a write itself, in the write's transaction: `takes` says whether a batch may
+    have such rows (it then goes by the general road), `write` writes those of the raw rows
+    it takes (sorted by (series, ts), one value each; their marks are the head's) and returns
+    which rows are left for the head and how many it wrote over other stored bits."""
+
+    def takes(self, batch: SampleBatch) -> bool: ...
+
+    async def write(
+        self, conn: AsyncConnection, sids: np.ndarray, ts: np.ndarray, values: np.ndarray
+    ) -> tuple[np.ndarray, int]: ...
+
+
 def open_backend(settings: Settings, engines: Engines) -> SqliteRows | PostgresRows:
     """The backend's side, chosen once; on SQLite the driver is checked for what it needs."""
     if engines.backend != "postgresql":
@@ -103,6 +118,8 @@ class RowSampleStore:
         # Which hours raw samples back, for history placement: the row tables' own answer unless
         # a layout that keeps raw samples elsewhere too (the block layout) gives its own.
         self.hours_backed: history.RawBacked | None = None
+        # Raw rows the block layout writes into blocks itself (bulk writes of closed spans).
+        self.raw_elsewhere: RawElsewhere | None = None
         self._partitions = Partitions(
             isinstance(self.backend, PostgresRows),
             lambda: metric_floors(self._clock(), defaults, None, None, grace_ms).raw,
@@ -143,7 +160,8 @@ class RowSampleStore:
             ids[missing] = -1
         await self._partitions.ensure(self._engines.writer, batch)
         names = policy_names(metrics_of(batch))
-        if not missing and not exclusive and self.backend.takes_known(len(batch)):
+        elsewhere = self.raw_elsewhere is not None and self.raw_elsewhere.takes(batch)
+        if not missing and not exclusive and not elsewhere and self.backend.takes_known(len(batch)):
             return await self._append_known(batch, ids, names)
         async with self._engines.writer.begin() as conn:
             await self.backend.retention_lock(conn, exclusive)
@@ -201,7 +219,13 @@ class RowSampleStore:
                 conn, self.backend, rows, plan, batch.keys, self.hours_backed
             )
             to_raw |= placement.to_raw
-        overwritten = await self.backend.write(conn, *self._raw(rows.take(to_raw)))
+        sids, ts, values, marks = self._raw(rows.take(to_raw))
+        if self.raw_elsewhere is not None:
+            head, overwritten = await self.raw_elsewhere.write(conn, sids, ts, values)
+            sids, ts, values = sids[head], ts[head], values[head]
+        else:
+            overwritten = 0
+        overwritten += await self.backend.write(conn, sids, ts, values, marks)
         if placement is None:
             return overwritten
         if not await history.write_merged(conn, self.backend, placement.merged):
