@@ -79,6 +79,12 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def open_span_start() -> int:
+    """A day ahead: every span the writes here touch is open, so bulk writes go to the head's
+    rows (the row locks and triggers these tests use), not straight into blocks."""
+    return now_ms() + 86_400_000
+
+
 # -- the lock itself ---------------------------------------------------------------------------
 
 
@@ -166,7 +172,7 @@ def test_a_small_write_goes_before_queued_bulk_writes_on_sqlite(
         pytest.skip("SQLite's single writer; PostgreSQL writes take no process lock")
     path = sqlite_path(database_url)
     assert path is not None
-    start = now_ms() - 2 * 3_600_000
+    start = open_span_start()
 
     async def work(store: Store, settings: Settings) -> list[str]:
         await store.append(bulk("bulk_a", start, 1))  # the series exist: the known road
@@ -240,7 +246,7 @@ def test_a_small_write_completes_while_a_bulk_write_waits_in_its_transaction(
     before the bulk write is, and the bulk write then commits whole."""
     if backend != "postgresql":
         pytest.skip("on SQLite every write waits for the single writer")
-    start = now_ms() - 2 * 3_600_000
+    start = open_span_start()
 
     async def work(store: Store, settings: Settings) -> tuple[int, int]:
         await store.append(bulk("bulk_pg", start, 1))
@@ -272,7 +278,7 @@ def test_a_bulk_write_cut_off_inside_its_transaction_writes_nothing(
     leaves nothing, while a small write beside it was committed."""
     if backend != "postgresql":
         pytest.skip("DB_WRITE_TIMEOUT is PostgreSQL's")
-    start = now_ms() - 2 * 3_600_000
+    start = open_span_start()
 
     async def work(store: Store, settings: Settings) -> int:
         await store.append(bulk("cut_pg", start, 1))
@@ -308,7 +314,7 @@ def test_a_bulk_write_that_fails_after_most_of_its_rows_writes_nothing(
     """The database refuses the 9,500th row of a 10,000-sample import (after two full
     statements' worth of rows on SQLite, inside the COPY on PostgreSQL): nothing of the import
     is stored, no mark is left, and the same import goes in whole once the refusal is gone."""
-    start = now_ms() - 2 * 3_600_000
+    start = open_span_start()
     batch = bulk("fails", start + 100_000)
     refused = int(batch.ts[9_499])
 
