@@ -245,6 +245,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the socket listening on 127.0.0.1:`port` (Linux /proc;
+    elsewhere assumed)."""
+    try:
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return True
+    wanted = f"0100007F:{port:04X}"
+    inodes = {
+        fields[9]
+        for fields in (line.split() for line in table)
+        if fields[1] == wanted and fields[3] == "0A"  # LISTEN
+    }
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
 def _log_path() -> Path:
     fd, name = tempfile.mkstemp(prefix="live-server-", suffix=".log")
     os.close(fd)
@@ -266,26 +290,37 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until it answers /health. The port came from free_port():
+        another process (a test in the other xdist worker) may bind it first, so an answer
+        counts only from a socket this process listens on, and a server that lost the port to
+        another is started again on a new one."""
         env = {**os.environ, "DATABASE_URL": self.database_url, "SCHEDULER_ENABLED": "false"}
         env.update(self.env)
-        command = [sys.executable, "-m", "uvicorn", "app.main:app"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        # The log goes to a file: an unread pipe would fill up and stall the server.
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+        for _attempt in range(3):
+            command = [sys.executable, "-m", "uvicorn", "app.main:app"]
+            command += ["--host", "127.0.0.1", "--port", str(self.port)]
+            # The log goes to a file: an unread pipe would fill up and stall the server.
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(
+                    command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    break
+                try:
+                    answered = httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    answered = False
+                if answered and _listens_on(self.process.pid, self.port):
                     return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not answer /health in time: {self.log_tail()}")
+                time.sleep(0.1)
+            else:
+                raise RuntimeError(f"server did not answer /health in time: {self.log_tail()}")
+            if "address already in use" not in self.log_tail().lower():
+                raise RuntimeError(f"server exited: {self.log_tail()}")
+            self.port = free_port()
+        raise RuntimeError(f"server lost its port three times: {self.log_tail()}")
 
     def stop(self, sig: str = "term") -> int:
         """Stop the server (`term` graceful, `kill` SIGKILL); returns its exit code."""
