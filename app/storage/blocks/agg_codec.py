@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.storage.blocks import column, varint
+from app.storage.blocks import bucket_grid, column
 from app.storage.blocks.aggregates import Buckets, empty
 from app.storage.blocks.column import DEFAULT, Settings
-from app.storage.blocks.pco import file_header
 
 VERSION = 1
 FLOATS = ("sum", "min", "max", "m2", "last")
@@ -32,19 +31,12 @@ def encode_aggregates(buckets: Buckets, width_ms: int, settings: Settings = DEFA
     n = len(buckets)
     if n and bool(np.any(buckets.series != buckets.series[0])):
         raise ValueError("aggregates of one series only")
-    if bool(np.any(np.mod(buckets.bucket, width_ms))):
-        raise ValueError(f"bucket starts must be multiples of {width_ms} ms")
-    if n > 1 and not bool(np.all(buckets.bucket[1:] > buckets.bucket[:-1])):
-        raise ValueError("bucket starts must be strictly ascending")
-    out = bytearray([VERSION])
-    varint.put_uint(out, n)
+    bucket_grid.check_buckets(buckets.bucket, width_ms)
+    out = bucket_grid.put_grid(
+        VERSION, buckets.bucket, buckets.count, buckets.last_ts, width_ms, settings
+    )
     if n == 0:
         return bytes(out)
-    varint.put_uint(out, width_ms)
-    out += file_header()
-    column.put_ints(out, buckets.bucket // width_ms, settings)
-    column.put_ints(out, buckets.count, settings)
-    column.put_ints(out, buckets.last_ts - buckets.bucket, settings)
     # sums and second moments are seldom exact decimals; pcodec's float modes still find the
     # decimal grid of sums (2.8 B per 5m bucket), level 4 at 0.6x the time of 8 for 1% more
     column.put_floats(out, buckets.sum, settings, decimals=False, level=4)
@@ -57,23 +49,16 @@ def encode_aggregates(buckets: Buckets, width_ms: int, settings: Settings = DEFA
 
 def decode_aggregates(buf: bytes, series: int) -> Buckets:
     """The buckets of a payload, with `series` as their series id."""
-    if not buf or buf[0] != VERSION:
-        raise ValueError(f"not a version {VERSION} aggregates payload")
-    n, at = varint.get_uint(buf, 1)
-    if n == 0:
+    grid = bucket_grid.read_grid(buf, VERSION, "aggregates payload")
+    if grid is None:
         return empty()
-    width, at = varint.get_uint(buf, at)
-    header, at = buf[at : at + 2], at + 2
-    index, at = column.read_ints(buf, at, header, n)
-    count, at = column.read_ints(buf, at, header, n)
-    offset, at = column.read_ints(buf, at, header, n)
+    n, header, at = grid.n, grid.header, grid.at
     floats = []
     for _ in FLOATS:
         values, at = column.read_floats(buf, at, header, n)
         floats.append(values)
     if at != len(buf):
         raise ValueError(f"an aggregates payload of {len(buf)} bytes ends at byte {at}")
-    bucket = index * width
     total, low, high, m2, last = floats
     ids = np.full(n, series, dtype=np.int64)
-    return Buckets(ids, bucket, count, total, low, high, m2, last, bucket + offset)
+    return Buckets(ids, grid.bucket, grid.count, total, low, high, m2, last, grid.last_ts)

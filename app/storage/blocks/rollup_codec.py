@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.storage.blocks import column, pco, varint
+from app.storage.blocks import bucket_grid, column, pco
 from app.storage.blocks.column import DEFAULT, INT_PCO, Settings
 from app.storage.blocks.values import POW10, probe_places
 
@@ -158,19 +158,10 @@ def encode_day(day: DayBuckets, width_ms: int, settings: Settings = DEFAULT) -> 
     n = len(day)
     if n > pco.MAX_CHUNK:
         raise ValueError(f"a rollup block holds at most {pco.MAX_CHUNK} buckets")
-    if bool(np.any(np.mod(day.bucket, width_ms))):
-        raise ValueError(f"bucket starts must be multiples of {width_ms} ms")
-    if n > 1 and not bool(np.all(day.bucket[1:] > day.bucket[:-1])):
-        raise ValueError("bucket starts must be strictly ascending")
-    out = bytearray([VERSION])
-    varint.put_uint(out, n)
+    bucket_grid.check_buckets(day.bucket, width_ms)
+    out = bucket_grid.put_grid(VERSION, day.bucket, day.count, day.last_ts, width_ms, settings)
     if n == 0:
         return bytes(out)
-    varint.put_uint(out, width_ms)
-    out += pco.file_header()
-    column.put_ints(out, day.bucket // width_ms, settings)
-    column.put_ints(out, day.count, settings)
-    column.put_ints(out, day.last_ts - day.bucket, settings)
     floats = _put_floats(day, settings)
     model = _put_model(day, settings)
     out += model if model is not None and len(model) < len(floats) else floats
@@ -179,17 +170,11 @@ def encode_day(day: DayBuckets, width_ms: int, settings: Settings = DEFAULT) -> 
 
 def decode_day(buf: bytes) -> DayBuckets:
     """The buckets of a payload, bit for bit as encoded."""
-    if not buf or buf[0] != VERSION:
-        raise ValueError(f"not a version {VERSION} rollup block")
-    n, at = varint.get_uint(buf, 1)
-    if n == 0:
+    grid = bucket_grid.read_grid(buf, VERSION, "rollup block")
+    if grid is None:
         ints, none = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         return DayBuckets(ints, ints, none, none, none, none, none, ints)
-    width, at = varint.get_uint(buf, at)
-    header, at = buf[at : at + 2], at + 2
-    index, at = column.read_ints(buf, at, header, n)
-    count, at = column.read_ints(buf, at, header, n)
-    offset, at = column.read_ints(buf, at, header, n)
+    n, header, at, count = grid.n, grid.header, grid.at, grid.count
     kind = buf[at]
     if kind == DECIMAL_MODEL:
         floats, at = _read_model(buf, at + 1, header, count)
@@ -204,5 +189,4 @@ def decode_day(buf: bytes) -> DayBuckets:
     if at != len(buf):
         raise ValueError(f"a rollup block of {len(buf)} bytes ends at byte {at}")
     total, low, high, last, sumsq = floats
-    bucket = index * width
-    return DayBuckets(bucket, count, total, low, high, sumsq, last, bucket + offset)
+    return DayBuckets(grid.bucket, count, total, low, high, sumsq, last, grid.last_ts)
