@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,6 +361,23 @@ def run_job(
     )
     assert done.returncode == 0, done.stderr
     return done
+
+
+def run_with_store(
+    database_url: str, work: Callable[[Store, Settings], Awaitable[Any]], **overrides: Any
+) -> Any:
+    """`work` on a store of its own over this database (settings with `overrides`), closed
+    after."""
+
+    async def go() -> Any:
+        settings = test_settings(database_url, **overrides)
+        store = Store.open(settings)
+        try:
+            return await work(store, settings)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
 
 
 def run_inline(database_url: str, job: str, now: int | None = None, **overrides: Any) -> JobOutcome:

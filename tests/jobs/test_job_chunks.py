@@ -17,12 +17,11 @@ import json
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import test_settings
+from conftest import run_with_store as run
 from sqlalchemy import text
 
 from app.config import Settings
@@ -98,20 +97,6 @@ async def stored(store: Store, metric: str, window: str, since: int) -> dict[Any
             host = (labels if isinstance(labels, dict) else json.loads(labels))["host"]
             out[(host, int(bucket))] = tuple(agg)
     return out
-
-
-def run(
-    database_url: str, work: Callable[[Store, Settings], Awaitable[Any]], **overrides: Any
-) -> Any:
-    async def go() -> Any:
-        settings = test_settings(database_url, **overrides)
-        store = Store.open(settings)
-        try:
-            return await work(store, settings)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
 
 
 async def job(store: Store, settings: Settings, name: str, now: int) -> None:

@@ -16,12 +16,11 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import asyncpg
 import numpy as np
 import pytest
-from conftest import test_settings
+from conftest import run_with_store as run
 
 from app.config import Settings
 from app.model import SampleBatch
@@ -52,20 +51,6 @@ def single(metric: str, ts: int, value: float = 1.0) -> SampleBatch:
         ts=np.array([ts], dtype=np.int64),
         values=np.array([value]),
     )
-
-
-def run(
-    database_url: str, work: Callable[[Store, Settings], Awaitable[Any]], **overrides: Any
-) -> Any:
-    async def go() -> Any:
-        settings = test_settings(database_url, **overrides)
-        store = Store.open(settings)
-        try:
-            return await work(store, settings)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
