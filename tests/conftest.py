@@ -346,21 +346,34 @@ def live_server(database_url: str) -> Iterator[LiveServer]:
         server.stop()
 
 
-def run_job(
-    database_url: str, job: str, *args: str, **env: str
+def run_module(
+    database_url: str, module: str, *args: str, timeout: float = 120, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m app.jobs.<job>_job` as a user would; fails the test on a non-zero exit."""
+    """Run `python -m <module>` on this database as a user would; fails the test on a non-zero
+    exit."""
     full_env = {**os.environ, "DATABASE_URL": database_url, **env}
     done = subprocess.run(
-        [sys.executable, "-m", f"app.jobs.{job}_job", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=full_env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr
     return done
+
+
+def run_job(
+    database_url: str, job: str, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m app.jobs.<job>_job` as a user would; fails the test on a non-zero exit."""
+    return run_module(database_url, f"app.jobs.{job}_job", *args, **env)
+
+
+def run_migrate(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m app.migrate` (upgrade, or `--downgrade REV`) as a user would."""
+    return run_module(database_url, "app.migrate", *args, timeout=300, **env)
 
 
 def run_with_store(

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, fresh_database, sql_rows, test_settings
+from conftest import fresh_database, run_migrate, sql_rows, test_settings
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -128,17 +125,7 @@ def fill(url: str, now: int) -> Expected:
 
 
 def migrate(url: str, *args: str, layout: str = "blocks") -> str:
-    env = {**os.environ, "DATABASE_URL": url, "STORAGE_LAYOUT": layout}
-    done = subprocess.run(
-        [sys.executable, "-m", "app.migrate", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return run_migrate(url, *args, STORAGE_LAYOUT=layout).stdout
 
 
 def stored_bits(url: str, layout: str, metric: str) -> dict[str, dict[int, int]]:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -20,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, fresh_database, run_inline, sql_rows, test_settings
+from conftest import fresh_database, run_inline, run_migrate, sql_rows, test_settings
 from rollup_oracle import brute_force_buckets
 
 from app.model import SampleBatch
@@ -253,18 +250,6 @@ def test_marks_tables_left_empty_are_truncated(database_url: str, backend: str) 
             assert size == [(0,)]
 
 
-def migrate(url: str, *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "app.migrate", *args],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database of this test's own: the downgrade changes its schema."""
@@ -282,13 +267,13 @@ def test_downgrade_unpacks_every_folded_day_into_rows(own_database: str) -> None
     before = served(url, metric, day - DAY_MS, day + 2 * DAY_MS)
     run_inline(url, "compact")
     assert counts(url, metric, day) == (0, len(HOSTS) * len(RESOLUTIONS))
-    migrate(url, "--downgrade", "0007")
+    run_migrate(url, "--downgrade", "0007")
     tables = "SELECT count(*) FROM {} WHERE bucket >= {} AND bucket < {}"
     rows = sum(
         int(sql_rows(url, tables.format(f"rollup_{res.name}", day, day + DAY_MS))[0][0])
         for res in RESOLUTIONS
     )
     assert rows == len(before)
-    migrate(url)  # back at head, with no block: the rows alone answer as before
+    run_migrate(url)  # back at head, with no block: the rows alone answer as before
     assert counts(url, metric, day) == (rows, 0)
     assert served(url, metric, day - DAY_MS, day + 2 * DAY_MS) == before
