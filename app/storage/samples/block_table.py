@@ -141,15 +141,5 @@ def block_rows(rows: Rows) -> list[dict[str, Any]]:
     return params
 
 
-async def delete_spans(conn: AsyncConnection, sids: np.ndarray, spans: np.ndarray) -> None:
-    """Delete the blocks of these (series, span_start) pairs."""
-    pairs = sorted({(int(s), int(p)) for s, p in zip(sids.tolist(), spans.tolist(), strict=True)})
-    params = [{"s": s, "p": p} for s, p in pairs]
-    if params:
-        await conn.execute(
-            text("DELETE FROM blocks WHERE series_id = :s AND span_start = :p"), params
-        )
-
-
 def spans_of(ts: np.ndarray) -> np.ndarray:
     return span_starts(ts, SPAN_MS)

@@ -49,7 +49,7 @@ from app.storage.samples.protocol import (
     SeriesResolver,
     no_points,
 )
-from app.storage.samples.row_sql import buckets_of, marks_where
+from app.storage.samples.row_sql import marks_where
 from app.storage.samples.rows import RowSampleStore
 from app.storage.samples.sqlite_rows import SqliteRows
 from app.storage.writes import AppendResult, CardinalityExceeded
@@ -69,10 +69,6 @@ def as_points(rows: Rows) -> Points:
 
 def as_rows(points: Points) -> Rows:
     return Rows(*points)
-
-
-def empty_buckets() -> Buckets:
-    return buckets_of([])
 
 
 class BlockSampleStore:
