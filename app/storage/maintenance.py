@@ -6,6 +6,7 @@ Decisions (which buckets are closed, what a cut-off is) are made by the pure fun
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,15 +25,25 @@ from app.storage.writes import Policies, policy_sql
 class ChunkSize:
     """How much work a job's next transaction takes. A transaction costs about a fixed overhead
     (round trips, the commit) plus a share per item; the overhead is taken as the quickest
-    transaction seen, and the size chosen so that the share per item adds up to `target_s`
-    (at most twice the last size, between a sixteenth of `most` and `most`), starting at a
-    quarter of `most`. A write then waits behind a job for about one transaction at most."""
+    transaction seen, and the share per item as the dearest of the last `WINDOW` transactions
+    (items differ a hundredfold: a bucket of head rows against one inside compressed blocks, and
+    a run meets them in key order, so sizing to the last rate alone let a chunk grown on cheap
+    items hold the writer ten times the target on the next dear ones; one slow outlier is
+    forgotten after `WINDOW` transactions). The size is chosen so that the share adds up to
+    `target_s`: at most twice the last size, between `most / FLOOR_DIVISOR` (at least 1) and
+    `most`, starting at a sixteenth of `most`. A write then waits behind a job for about one
+    target at most. The store keeps one per kind of chunk, so a run starts from what the last
+    one learnt."""
+
+    WINDOW = 16
+    FLOOR_DIVISOR = 100
 
     def __init__(self, most: int, target_s: float) -> None:
         self.most, self.target_s = most, target_s
-        self.size = max(1, most // 4)
-        self.least = max(1, most // 16)  # timings are noisy on a busy machine
+        self.least = max(1, most // self.FLOOR_DIVISOR)
+        self.size = max(self.least, most // 16)
         self.overhead = float("inf")
+        self._rates: collections.deque[float] = collections.deque(maxlen=self.WINDOW)
 
     def took(self, items: int, seconds: float) -> None:
         if items == 0:
@@ -40,8 +51,8 @@ class ChunkSize:
         self.overhead = min(self.overhead, seconds)
         if items < self.size and seconds <= self.target_s + self.overhead:
             return  # a short last chunk says nothing about the rate
-        per_item = max(seconds - self.overhead, 1e-6) / items
-        fit = int(min(self.target_s / per_item, self.most))
+        self._rates.append(max(seconds - self.overhead, 1e-6) / items)
+        fit = int(min(self.target_s / max(self._rates), self.most))
         self.size = max(self.least, min(self.most, fit, 2 * self.size))
 
 

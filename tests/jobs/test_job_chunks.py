@@ -340,11 +340,18 @@ def test_retention_drops_raw_rows_beside_a_write_in_flight(database_url: str, ba
 @pytest.mark.parametrize(
     ("timings", "size"),
     [
-        ([], 125),  # a quarter of the cap to start with
-        ([(125, 0.002), (250, 0.004)], 500),  # cheap items: up to the cap, doubling at most
-        ([(125, 0.002), (250, 0.052)], 50),  # 0.2 ms per item over the 2 ms overhead: 50 fit
-        ([(125, 0.002), (250, 1.0)], 31),  # never below a sixteenth of the cap
-        ([(125, 0.002), (3, 0.003)], 250),  # a short last chunk changes nothing but the overhead
+        ([], 31),  # a sixteenth of the cap to start with
+        (  # cheap items: up to the cap, doubling at most
+            [(31, 0.001), (62, 0.0011), (124, 0.0012), (248, 0.0013), (496, 0.0014)],
+            500,
+        ),
+        ([(31, 0.002), (62, 0.0144)], 50),  # 0.2 ms per item over the 2 ms overhead: 50 fit
+        # A cheap chunk grows nothing while a dear one is among the last WINDOW.
+        ([(31, 0.002), (62, 0.0144), (50, 0.0021)], 50),
+        ([(31, 0.002), (62, 1.0)], 5),  # never below a hundredth of the cap
+        # A slow outlier is forgotten after WINDOW chunks.
+        ([(31, 0.002), (62, 1.0)] + [(5, 0.0021)] * maintenance.ChunkSize.WINDOW, 10),
+        ([(31, 0.002), (3, 0.003)], 62),  # a short last chunk changes nothing but the overhead
     ],
 )
 def test_chunks_are_sized_to_the_target(timings: list[tuple[int, float]], size: int) -> None:

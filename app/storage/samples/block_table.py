@@ -6,6 +6,7 @@ the same SQL on both backends.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,31 +82,45 @@ async def sizes(conn: AsyncConnection, where: str) -> np.ndarray:
     return np.array([tuple(r) for r in rows], dtype=np.int64).reshape(-1, 5)
 
 
-async def of_spans(conn: AsyncConnection, sids: np.ndarray, spans: np.ndarray) -> list[StoredBlock]:
-    """The blocks of exactly these (series, span_start) pairs."""
+def _span_queries(sids: np.ndarray, spans: np.ndarray) -> tuple[set[tuple[int, int]], list[str]]:
+    """The wanted (series, span_start) pairs and the statements that read their blocks (a
+    superset, by series and span lists of at most ID_CHUNK each)."""
     order = np.lexsort((spans, sids))
     sids, spans = sids[order], spans[order]
     new = np.ones(sids.size, dtype=bool)
     new[1:] = (sids[1:] != sids[:-1]) | (spans[1:] != spans[:-1])
     wanted = set(zip(sids[new].tolist(), spans[new].tolist(), strict=True))
     series = sorted({s for s, _ in wanted})
-    found: list[StoredBlock] = []
+    queries = []
     for first in range(0, len(series), ID_CHUNK):
         chunk = series[first : first + ID_CHUNK]
         members = set(chunk)
         starts = sorted({p for s, p in wanted if s in members})
         for at in range(0, len(starts), ID_CHUNK):
-            where = (
-                f"series_id IN ({id_list(chunk)})"
+            queries.append(
+                "SELECT series_id, first_ts, last_ts, payload, span_start FROM blocks"
+                f" WHERE series_id IN ({id_list(chunk)})"
                 f" AND span_start IN ({id_list(starts[at : at + ID_CHUNK])})"
             )
-            sql = (
-                "SELECT series_id, first_ts, last_ts, payload, span_start FROM blocks"
-                f" WHERE {where}"
-            )
-            rows = (await conn.execute(text(sql))).all()
-            found += stored([r for r in rows if (int(r[0]), int(r[4])) in wanted])
+    return wanted, queries
+
+
+def _of_wanted(rows: Sequence[Sequence[Any]], wanted: set[tuple[int, int]]) -> list[StoredBlock]:
+    found = stored([r for r in rows if (int(r[0]), int(r[4])) in wanted])
     return sorted(found, key=lambda b: (b.series, b.first_ts))
+
+
+async def of_spans(conn: AsyncConnection, sids: np.ndarray, spans: np.ndarray) -> list[StoredBlock]:
+    """The blocks of exactly these (series, span_start) pairs."""
+    wanted, queries = _span_queries(sids, spans)
+    rows = [row for sql in queries for row in (await conn.execute(text(sql))).all()]
+    return _of_wanted(rows, wanted)
+
+
+def of_spans_on(db: sqlite3.Connection, sids: np.ndarray, spans: np.ndarray) -> list[StoredBlock]:
+    """`of_spans` through a sqlite3 connection, on its thread."""
+    wanted, queries = _span_queries(sids, spans)
+    return _of_wanted([row for sql in queries for row in db.execute(sql)], wanted)
 
 
 async def write(conn: AsyncConnection, rows: Rows) -> int:

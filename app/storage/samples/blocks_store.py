@@ -13,6 +13,7 @@ nothing is missed. One Python step per block, none per sample.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ from app.storage import schema
 from app.storage.blocks.codec import decode_block
 from app.storage.blocks.read import (
     Rows,
+    StoredBlock,
     decode_range,
     keys,
     last_write_wins,
@@ -51,7 +53,7 @@ from app.storage.samples.protocol import (
 )
 from app.storage.samples.row_sql import marks_where
 from app.storage.samples.rows import RowSampleStore
-from app.storage.samples.sqlite_rows import SqliteRows
+from app.storage.samples.sqlite_rows import SqliteRows, fetch_on
 from app.storage.writes import AppendResult, CardinalityExceeded
 
 SERIES_GROUP = 100  # series read together: memory is bounded by the group and the limit
@@ -281,10 +283,8 @@ class BlockSampleStore:
             return rows, np.column_stack([rows.series, rows.ts - rows.ts % res.ms])
         if selection.ids is not None and not selection.ids:
             return no_rows(), np.empty((0, 2), dtype=np.int64)
-        marks = selection.table
-        sql = f"SELECT {marks}.series_id, {marks}.bucket FROM {marks} WHERE true"
         pairs = np.array(
-            [tuple(r) for r in (await conn.execute(text(sql + marks_where(selection)))).all()],
+            [tuple(r) for r in (await conn.execute(text(_pairs_sql(selection)))).all()],
             dtype=np.int64,
         ).reshape(-1, 2)
         if not pairs.size:
@@ -298,26 +298,12 @@ class BlockSampleStore:
         (in this order, as every read: a compaction committing in between moves rows from the
         head into blocks, never the other way). The head is read by each series' range of
         marked buckets (a range scan of its key), then the rows outside the pairs left out."""
-        ordered = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-        series, first = np.unique(ordered[:, 0], return_index=True)
-        last = np.r_[first[1:], len(ordered)] - 1
-        lows, highs = ordered[first, 1], ordered[last, 1] + res.ms - 1
-        ranges = [
-            f"(series_id = {s} AND ts >= {lo} AND ts <= {hi})"
-            for s, lo, hi in zip(series.tolist(), lows.tolist(), highs.tolist(), strict=True)
+        parts = [
+            as_rows(await self.head.backend.fetch(conn, where, EVERYTHING))
+            for where in _head_wheres(pairs, res)
         ]
-        parts = []
-        for at in range(0, len(ranges), RANGES_PER_READ):  # SQLite's expression depth: 1,000
-            where = f"({' OR '.join(ranges[at : at + RANGES_PER_READ])})"
-            parts.append(as_rows(await self.head.backend.fetch(conn, where, EVERYTHING)))
-        head = Rows(*(np.concatenate([getattr(p, f) for p in parts]) for f in ROWS_FIELDS))
         blocks = await block_table.of_spans(conn, pairs[:, 0], spans_of(pairs[:, 1]))
-        base = decode_range(blocks, -EVERYTHING, EVERYTHING)
-        rows = overlay(base, head)
-        found, wanted = _bucket_codes(
-            res.ms, (rows.series, rows.ts - rows.ts % res.ms), (pairs[:, 0], pairs[:, 1])
-        )
-        return rows.take(np.isin(found, wanted))
+        return _in_pairs(parts, blocks, pairs, res)
 
     async def store_aggregates(
         self,
@@ -336,22 +322,37 @@ class BlockSampleStore:
         if (await conn.execute(text(under))).first() is None:
             return written
         rows, _ = await self._selected(conn, selection, res)
-        buckets = aggregate(rows.series, rows.ts, rows.values, res.ms)
+        buckets, emptied = _aggregates_of(rows, res)
         table = f"rollup_{res.name}"
         if len(buckets):
             await self._upsert_rollups(conn, table, buckets)
-        # Buckets whose samples are all NaN now aggregate to nothing: their rows go.
-        held, kept = _bucket_codes(
-            res.ms, (rows.series, rows.ts - rows.ts % res.ms), (buckets.sids, buckets.bucket)
-        )
-        emptied = _pair_keys(rows.series, rows.ts - rows.ts % res.ms)[~np.isin(held, kept)]
-        emptied = np.unique(emptied) if emptied.size else emptied
-        if emptied.size:
-            await conn.execute(
-                text(f"DELETE FROM {table} WHERE series_id = :s AND bucket = :b"),
-                [{"s": int(k["s"]), "b": int(k["b"])} for k in emptied],
-            )
+        if emptied:  # buckets whose samples are all NaN now aggregate to nothing: their rows go
+            await conn.execute(text(_delete_bucket_sql(table)), emptied)
         return len(buckets)
+
+    def store_aggregates_on(self, db: sqlite3.Connection, res: Resolution) -> None:
+        """SQLite: after the head's statement (RowSampleStore.recompute_on), the blocks' part of
+        `store_aggregates` for the claimed marks, through the sqlite3 connection on its thread
+        in the caller's open transaction: the same reads and writes, without a trip through
+        the event loop between them (app.storage.store: a job chunk as one call)."""
+        selection = MarkedBuckets("claimed")
+        if (
+            db.execute(block_table.under_marks(selection.table, marks_where(selection))).fetchone()
+            is None
+        ):
+            return
+        pairs = np.array(db.execute(_pairs_sql(selection)).fetchall(), dtype=np.int64)
+        pairs = pairs.reshape(-1, 2)
+        if not pairs.size:
+            return
+        parts = [as_rows(fetch_on(db, where, EVERYTHING)) for where in _head_wheres(pairs, res)]
+        blocks = block_table.of_spans_on(db, pairs[:, 0], spans_of(pairs[:, 1]))
+        buckets, emptied = _aggregates_of(_in_pairs(parts, blocks, pairs, res), res)
+        table = f"rollup_{res.name}"
+        if len(buckets):
+            db.executemany(_sqlite_upsert_sql(table), _rollup_params(buckets))
+        if emptied:
+            db.executemany(_delete_bucket_sql(table), emptied)
 
     async def _upsert_rollups(self, conn: AsyncConnection, table: str, buckets: Buckets) -> None:
         """One statement: on PostgreSQL the rows as arrays (`unnest`, one round trip and one
@@ -368,11 +369,7 @@ class BlockSampleStore:
             sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}){upsert}"
             await conn.execute(text(sql), params)
             return
-        values = ", ".join(f":{c}" for c in ROLLUP_COLUMNS)
-        await conn.execute(
-            text(f"INSERT INTO {table} ({columns}) VALUES ({values}){upsert}"),
-            _rollup_params(buckets),
-        )
+        await conn.execute(text(_sqlite_upsert_sql(table)), _rollup_params(buckets))
 
     def has_samples_in(
         self, series_id: ColumnElement[int], start_ms: int, end_ms: int
@@ -419,6 +416,71 @@ class BlockSampleStore:
 
 
 PAIR = np.dtype([("s", "<i8"), ("b", "<i8")])
+
+
+def _pairs_sql(selection: MarkedBuckets) -> str:
+    """The (series_id, bucket) pairs of the marks selected."""
+    marks = selection.table
+    return f"SELECT {marks}.series_id, {marks}.bucket FROM {marks} WHERE true" + marks_where(
+        selection
+    )
+
+
+def _head_wheres(pairs: np.ndarray, res: Resolution) -> list[str]:
+    """Conditions on the head's rows covering the pairs' buckets: each series' range of marked
+    buckets (a range scan of its key), RANGES_PER_READ series per condition (SQLite's
+    expression depth: 1,000)."""
+    ordered = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    series, first = np.unique(ordered[:, 0], return_index=True)
+    last = np.r_[first[1:], len(ordered)] - 1
+    lows, highs = ordered[first, 1], ordered[last, 1] + res.ms - 1
+    ranges = [
+        f"(series_id = {s} AND ts >= {lo} AND ts <= {hi})"
+        for s, lo, hi in zip(series.tolist(), lows.tolist(), highs.tolist(), strict=True)
+    ]
+    return [
+        f"({' OR '.join(ranges[at : at + RANGES_PER_READ])})"
+        for at in range(0, len(ranges), RANGES_PER_READ)
+    ]
+
+
+def _in_pairs(
+    parts: Sequence[Rows], blocks: Sequence[StoredBlock], pairs: np.ndarray, res: Resolution
+) -> Rows:
+    """The samples in the pairs' buckets: the head's rows read (`parts`) over the blocks of
+    their spans, the rows outside the pairs left out."""
+    head = Rows(*(np.concatenate([getattr(p, f) for p in parts]) for f in ROWS_FIELDS))
+    rows = overlay(decode_range(blocks, -EVERYTHING, EVERYTHING), head)
+    found, wanted = _bucket_codes(
+        res.ms, (rows.series, rows.ts - rows.ts % res.ms), (pairs[:, 0], pairs[:, 1])
+    )
+    return rows.take(np.isin(found, wanted))
+
+
+def _aggregates_of(rows: Rows, res: Resolution) -> tuple[Buckets, list[dict[str, int]]]:
+    """The buckets of `rows`, and (as parameters of _delete_bucket_sql) the pairs whose samples
+    are all NaN, so aggregate to nothing."""
+    buckets = aggregate(rows.series, rows.ts, rows.values, res.ms)
+    held, kept = _bucket_codes(
+        res.ms, (rows.series, rows.ts - rows.ts % res.ms), (buckets.sids, buckets.bucket)
+    )
+    emptied = _pair_keys(rows.series, rows.ts - rows.ts % res.ms)[~np.isin(held, kept)]
+    emptied = np.unique(emptied) if emptied.size else emptied
+    return buckets, [{"s": int(k["s"]), "b": int(k["b"])} for k in emptied]
+
+
+def _delete_bucket_sql(table: str) -> str:
+    return f"DELETE FROM {table} WHERE series_id = :s AND bucket = :b"
+
+
+def _sqlite_upsert_sql(table: str) -> str:
+    columns = ", ".join(ROLLUP_COLUMNS)
+    values = ", ".join(f":{c}" for c in ROLLUP_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in ROLLUP_COLUMNS[2:])
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({values})"
+        f" ON CONFLICT (series_id, bucket) DO UPDATE SET {updates}"
+    )
 
 
 def _bucket_codes(step: int, *pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:

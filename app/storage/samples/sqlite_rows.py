@@ -132,6 +132,24 @@ def _placeholders(rows: int, width: int) -> str:
     return ", ".join([one] * rows)
 
 
+def _fetch_sql(where: str) -> str:
+    return f"SELECT series_id, ts, value FROM samples WHERE {where} ORDER BY series_id, ts"
+
+
+def fetch_on(db: sqlite3.Connection, where: str, limit: int) -> Points:
+    """`SqliteRows.fetch` on the connection's thread: straight from the cursor into one array,
+    no list of row tuples, and the event loop is not the one converting them. Milliseconds and
+    series ids are exact in a double (below 2**53). Then the exact bits of the few NaN and -0.0
+    values, through their partial index (the planner needs telling before ANALYZE)."""
+    rows = db.execute(f"{_fetch_sql(where)} LIMIT {int(limit)}")
+    table = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64).reshape(-1, 3)
+    apart = db.execute(f"{BITS_OF} AND {where}").fetchall()
+    sids, stamps = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
+    values = table[:, 2].copy()
+    exact_values.put_back(sids, stamps, values, apart)
+    return sids, stamps, values
+
+
 class SqliteRows(RowSql):
     name = "sqlite"
     may_place_history_shared = True  # the write lock excludes retention already
@@ -204,27 +222,9 @@ class SqliteRows(RowSql):
     # -- reads ----------------------------------------------------------------------------------
 
     async def fetch(self, conn: AsyncConnection, where: str, limit: int) -> Points:
-        sql = f"SELECT series_id, ts, value FROM samples WHERE {where} ORDER BY series_id, ts"
-
-        def read(db: sqlite3.Connection) -> tuple[np.ndarray, list[Any]]:
-            # On the connection's thread, straight from the cursor into one array: no list of
-            # row tuples, and the event loop is not the one converting them. Milliseconds and
-            # series ids are exact in a double (below 2**53). Then the exact bits of the few NaN
-            # and -0.0 values, through their partial index (the planner needs telling before
-            # ANALYZE).
-            rows = db.execute(f"{sql} LIMIT {int(limit)}")
-            chained = itertools.chain.from_iterable(rows)
-            table = np.fromiter(chained, dtype=np.float64).reshape(-1, 3)
-            apart = db.execute(f"{BITS_OF} AND {where}").fetchall()
-            return table, apart
-
         thread = await SqliteThread.of(conn)
-        with driver_errors(sql):
-            table, apart = await thread.run(read)
-        sids, stamps = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
-        values = table[:, 2].copy()
-        exact_values.put_back(sids, stamps, values, apart)
-        return sids, stamps, values
+        with driver_errors(_fetch_sql(where)):
+            return await thread.run(lambda db: fetch_on(db, where, limit))
 
     async def fetch_at(self, conn: AsyncConnection, where: str) -> np.ndarray:
         """Rows (series_id, ts, value) as a float array, sorted, exact values put back."""
