@@ -13,21 +13,26 @@ A write's overwrites are its samples whose key held other bits, in the head or e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.model import SampleBatch
-from app.storage.blocks.read import Rows, decode_range, last_write_wins, no_rows
+from app.storage.blocks.read import Rows, StoredBlock, decode_range, last_write_wins, no_rows
 from app.storage.dialect import lock_blocks
 from app.storage.samples import block_table
 from app.storage.samples.block_table import SPAN_MS, spans_of
 from app.storage.samples.compaction import take_head_where
 from app.storage.samples.row_sql import id_list
 from app.storage.samples.rows import RowSampleStore
+from app.storage.samples.sqlite_rows import fetch_on
+from app.storage.samples.sqlite_thread import ThreadWrite
 
 DIRECT_MIN_ROWS = 1000
 ID_CHUNK = 500
@@ -61,14 +66,42 @@ class DirectBlocks:
     async def write(
         self, conn: AsyncConnection, sids: np.ndarray, ts: np.ndarray, values: np.ndarray
     ) -> tuple[np.ndarray, int]:
-        cut = _closed_before.get()
-        if cut is None or not ts.size:
+        closed = _closed(sids, ts, values, _closed_before.get())
+        if closed is None:
             return np.ones(ts.size, dtype=bool), 0
-        closed = ts < cut
-        if not closed.any():
-            return ~closed, 0
-        new = Rows(sids[closed], ts[closed], values[closed])
-        return ~closed, await write_closed(conn, self._head, new)
+        mask, new = closed
+        return mask, await write_closed(conn, self._head, new)
+
+    def on_thread(self) -> ThreadWrite | None:
+        """SQLite: `write` as a function of the sqlite3 connection, for the write's one call on
+        the writer's thread (SqliteRows.write_known); the span end is read here, in the write's
+        own context (the thread does not see its context variables)."""
+        if not self._head.backend.writers_exclude_each_other:
+            return None
+        cut = _closed_before.get()
+
+        def write(
+            db: sqlite3.Connection, sids: np.ndarray, ts: np.ndarray, values: np.ndarray
+        ) -> tuple[np.ndarray, int]:
+            closed = _closed(sids, ts, values, cut)
+            if closed is None:
+                return np.ones(ts.size, dtype=bool), 0
+            mask, new = closed
+            return mask, write_closed_on(db, new)
+
+        return write
+
+
+def _closed(
+    sids: np.ndarray, ts: np.ndarray, values: np.ndarray, cut: int | None
+) -> tuple[np.ndarray, Rows] | None:
+    """The rows left for the head and the rows of closed spans, or None if none is closed."""
+    if cut is None or not ts.size:
+        return None
+    closed = ts < cut
+    if not closed.any():
+        return None
+    return ~closed, Rows(sids[closed], ts[closed], values[closed])
 
 
 async def write_closed(conn: AsyncConnection, head: RowSampleStore, new: Rows) -> int:
@@ -78,15 +111,48 @@ async def write_closed(conn: AsyncConnection, head: RowSampleStore, new: Rows) -
         new = last_write_wins(new)
     await lock_blocks(conn)
     taken = await take_head_where_any(conn, head, head_ranges(new))
-    existing = await block_table.of_spans(
-        conn,
+    sids, spans = _spans_touched(new, taken)
+    existing = await block_table.of_spans(conn, sids, spans)
+    params, overwritten = _blocks_of(existing, taken, new)
+    if params:
+        await conn.execute(text(block_table.UPSERT), params)
+    return overwritten
+
+
+def write_closed_on(db: sqlite3.Connection, new: Rows) -> int:
+    """`write_closed` through the sqlite3 connection on its thread (SQLite: the write lock
+    serializes writers of blocks already)."""
+    if not _sorted(new):
+        new = last_write_wins(new)
+    parts = []
+    for where in head_ranges(new):
+        sids, ts, values = fetch_on(db, where, EVERYTHING)
+        db.execute(f"DELETE FROM samples WHERE {where}")
+        parts.append(Rows(sids, ts, values))
+    taken = _sorted_union(parts)
+    sids, spans = _spans_touched(new, taken)
+    params, overwritten = _blocks_of(block_table.of_spans_on(db, sids, spans), taken, new)
+    if params:
+        db.executemany(block_table.UPSERT, params)
+    return overwritten
+
+
+def _spans_touched(new: Rows, taken: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """(series, span_start) of the blocks a write of `new` over the head rows `taken` rewrites."""
+    return (
         np.concatenate([new.series, taken.series]),
         np.concatenate([spans_of(new.ts), spans_of(taken.ts)]),
     )
+
+
+def _blocks_of(
+    existing: Sequence[StoredBlock], taken: Rows, new: Rows
+) -> tuple[list[dict[str, Any]], int]:
+    """The blocks rows (UPSERT's parameters) of the three layers merged, and how many of `new`
+    replace other bits."""
     base = decode_range(existing, -EVERYTHING, EVERYTHING) if existing else no_rows()
     merged, overwritten = merge_layers(base, taken, new)
-    await block_table.write(conn, merged)
-    return overwritten
+    return block_table.block_rows(merged), overwritten
 
 
 def head_ranges(new: Rows) -> list[str]:
@@ -113,7 +179,11 @@ async def take_head_where_any(
     conn: AsyncConnection, head: RowSampleStore, wheres: list[str]
 ) -> Rows:
     """The head rows matching any of `wheres`, deleted; sorted by (series, ts)."""
-    parts = [await take_head_where(conn, head, where) for where in wheres]
+    return _sorted_union([await take_head_where(conn, head, where) for where in wheres])
+
+
+def _sorted_union(parts: Sequence[Rows]) -> Rows:
+    """Rows of disjoint parts, each sorted, together sorted by (series, ts)."""
     parts = [p for p in parts if len(p)]
     if not parts:
         return no_rows()

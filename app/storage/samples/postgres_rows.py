@@ -32,6 +32,7 @@ from app.storage.samples.partitions import DAY_MS, drop_partition, existing_part
 from app.storage.samples.pg_small_writes import SmallWrites
 from app.storage.samples.protocol import Points, RawDrop
 from app.storage.samples.row_sql import RowSql, delete_series_before
+from app.storage.samples.sqlite_thread import ThreadWrite
 from app.storage.writes import Marks, Policies
 
 # The primary key (series_id, ts) already holds the rows in the order a raw read returns them, so
@@ -82,9 +83,13 @@ class PostgresRows(RowSql):
         writer: AsyncEngine,
         names: Sequence[str],
         decide: Callable[[Policies], RawRows],
+        elsewhere: ThreadWrite | None = None,
     ) -> int:
         """On the connection kept for small writes, in four round trips (not the pool's; five
-        when a sample existed). Returns the samples that overwrote a different value."""
+        when a sample existed). Returns the samples that overwrote a different value. No raw
+        rows go `elsewhere` on this road (RawElsewhere.on_thread is SQLite's)."""
+        if elsewhere is not None:
+            raise ValueError("PostgreSQL writes no raw rows elsewhere on the small-write road")
 
         def prepare(policy_rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
             return SmallWrites.arguments(*decide(Policies.of(policy_rows)))

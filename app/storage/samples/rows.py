@@ -49,6 +49,7 @@ from app.storage.samples.protocol import (
 )
 from app.storage.samples.row_sql import buckets_of, id_list
 from app.storage.samples.sqlite_rows import SqliteRows
+from app.storage.samples.sqlite_thread import ThreadWrite
 from app.storage.writes import (
     AppendResult,
     Marks,
@@ -77,9 +78,13 @@ class RawElsewhere(Protocol):
     raw rows of a write itself, in the write's transaction: `takes` says whether a batch may
     have such rows (it then goes by the general road), `write` writes those of the raw rows
     it takes (sorted by (series, ts), one value each; their marks are the head's) and returns
-    which rows are left for the head and how many it wrote over other stored bits."""
+    which rows are left for the head and how many it wrote over other stored bits;
+    `on_thread`, where it can, the same write as a function of the sqlite3 connection, so a
+    write of known series keeps its one call on the writer's thread."""
 
     def takes(self, batch: SampleBatch) -> bool: ...
+
+    def on_thread(self) -> ThreadWrite | None: ...
 
     async def write(
         self, conn: AsyncConnection, sids: np.ndarray, ts: np.ndarray, values: np.ndarray
@@ -161,8 +166,10 @@ class RowSampleStore:
         await self._partitions.ensure(self._engines.writer, batch)
         names = policy_names(metrics_of(batch))
         elsewhere = self.raw_elsewhere is not None and self.raw_elsewhere.takes(batch)
-        if not missing and not exclusive and not elsewhere and self.backend.takes_known(len(batch)):
-            return await self._append_known(batch, ids, names)
+        on_thread = self.raw_elsewhere.on_thread() if self.raw_elsewhere and elsewhere else None
+        known = not missing and not exclusive and self.backend.takes_known(len(batch))
+        if known and (not elsewhere or on_thread is not None):
+            return await self._append_known(batch, ids, names, on_thread)
         async with self._engines.writer.begin() as conn:
             await self.backend.retention_lock(conn, exclusive)
             policies = await maintenance.read_policies(conn, names)
@@ -174,9 +181,14 @@ class RowSampleStore:
         return rows.result(plan.kinds, rejected, overwritten)
 
     async def _append_known(
-        self, batch: SampleBatch, ids: np.ndarray, names: Sequence[str]
+        self,
+        batch: SampleBatch,
+        ids: np.ndarray,
+        names: Sequence[str],
+        elsewhere: ThreadWrite | None = None,
     ) -> AppendResult:
-        """Every series known: the short road, without series resolution or history."""
+        """Every series known: the short road, without series resolution or history (and the
+        raw rows some go `elsewhere` on the same call, SQLite)."""
         done: list[tuple[WritePlan, AppendResult]] = []
 
         def decide(policies: Policies) -> RawRows:
@@ -186,7 +198,7 @@ class RowSampleStore:
             done.append((plan, rows.result(plan.kinds, {})))
             return raw
 
-        overwritten = await self.backend.write_known(self._engines.writer, names, decide)
+        overwritten = await self.backend.write_known(self._engines.writer, names, decide, elsewhere)
         plan, result = done[-1]
         self._partitions.learn(plan)
         result.overwritten = overwritten

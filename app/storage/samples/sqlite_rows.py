@@ -25,7 +25,7 @@ from app.storage import exact_values, maintenance
 from app.storage.dialect import driver_errors
 from app.storage.samples.protocol import Points, RawDrop
 from app.storage.samples.row_sql import RowSql, delete_series_before
-from app.storage.samples.sqlite_thread import SqliteThread
+from app.storage.samples.sqlite_thread import SqliteThread, ThreadWrite
 from app.storage.writes import Marks, Policies
 
 # A raw write inserts its rows skipping those that exist; only if fewer went in than were sent
@@ -169,13 +169,20 @@ class SqliteRows(RowSql):
         writer: AsyncEngine,
         names: Sequence[str],
         decide: Callable[[Policies], RawRows],
+        elsewhere: ThreadWrite | None = None,
     ) -> int:
         """The whole transaction of a write of known series in one call on the writer
-        connection's thread; returns the samples that overwrote a different value."""
+        connection's thread, the raw rows `elsewhere` takes (the block layout's closed spans)
+        included; returns the samples that overwrote a different value."""
         statement, params = maintenance.sqlite_policy_query(names)
 
         def write(db: sqlite3.Connection) -> int:
-            return write_rows(db, *decide(Policies.of(db.execute(statement, params))))
+            sids, ts, values, marks = decide(Policies.of(db.execute(statement, params)))
+            overwritten = 0
+            if elsewhere is not None:
+                head, overwritten = elsewhere(db, sids, ts, values)
+                sids, ts, values = sids[head], ts[head], values[head]
+            return overwritten + write_rows(db, sids, ts, values, marks)
 
         async with writer.connect() as conn:
             thread = await SqliteThread.of(conn)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import aiosqlite
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TypeVar("T")
@@ -37,6 +38,14 @@ def check() -> None:
             " coroutine or _conn property, which app.storage.samples.sqlite_thread uses; install"
             " the version pinned in requirements.txt"
         )
+
+
+# A write of raw rows (series, ts, values) through the sqlite3 connection on its thread,
+# returning which rows are left for the head and how many stored samples of other bits it
+# replaced (app.storage.samples.rows.RawElsewhere.on_thread).
+ThreadWrite = Callable[
+    [sqlite3.Connection, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, int]
+]
 
 
 class SqliteThread:
