@@ -191,12 +191,23 @@ async def recompute_series(
 ) -> None:
     """Recompute the invalidated buckets of these series that lie before their raw cut-off (all
     closed), before their raw samples go. Later ones are the rollup job's."""
+    for res, claim in series_claims(batch, closed, cutoffs):
+        await recompute(conn, samples, res, claim.before_ms, series=claim.series)
+
+
+def series_claims(
+    batch: Batch, closed: Mapping[str, int], cutoffs: Mapping[str, int]
+) -> list[tuple[Resolution, dialect.Claim]]:
+    """The claims of `recompute_series`: per raw cut-off of the batch's metrics and resolution,
+    the marks of those series before the cut-off (all closed)."""
     by_cut: dict[int, list[int]] = {}
     for sid, metric in batch:
         by_cut.setdefault(_cut(cutoffs, metric), []).append(sid)
-    for cut, ids in sorted(by_cut.items()):
-        for res in RESOLUTIONS:
-            await recompute(conn, samples, res, min(closed[res.name], cut), series=ids)
+    return [
+        (res, dialect.Claim(res.name, min(closed[res.name], cut), series=ids))
+        for cut, ids in sorted(by_cut.items())
+        for res in RESOLUTIONS
+    ]
 
 
 async def delete_before(

@@ -24,7 +24,7 @@ from app.config import Settings
 from app.model import SampleBatch
 from app.services.retention import RetentionPlan
 from app.services.rollup import Buckets, Resolution, aggregate
-from app.storage import schema
+from app.storage import dialect, schema
 from app.storage.blocks.codec import decode_block
 from app.storage.blocks.read import (
     Rows,
@@ -329,6 +329,16 @@ class BlockSampleStore:
         if emptied:  # buckets whose samples are all NaN now aggregate to nothing: their rows go
             await conn.execute(text(_delete_bucket_sql(table)), emptied)
         return len(buckets)
+
+    def recompute_on(
+        self, db: sqlite3.Connection, claim: dialect.Claim, res: Resolution
+    ) -> tuple[int, dialect.Key | None, bool]:
+        """RowSampleStore.recompute_on, then the blocks of the claimed spans
+        (store_aggregates_on), unless the claim was left to the async road."""
+        claimed, last, folded = self.head.recompute_on(db, claim, res)
+        if claimed and not folded:
+            self.store_aggregates_on(db, res)
+        return claimed, last, folded
 
     def store_aggregates_on(self, db: sqlite3.Connection, res: Resolution) -> None:
         """SQLite: after the head's statement (RowSampleStore.recompute_on), the blocks' part of

@@ -33,7 +33,7 @@ from app.config import Settings
 from app.model import SampleBatch
 from app.services.retention import HISTORY, RAW, RetentionPlan, metric_floors
 from app.services.rollup import Buckets, Resolution
-from app.storage import dialect, maintenance, schema
+from app.storage import dialect, maintenance, rollup_blocks, schema
 from app.storage.engine import Engines, asyncpg_dsn, postgres_connect_args
 from app.storage.samples import history, sqlite_thread
 from app.storage.samples.partitions import Partitions
@@ -320,18 +320,24 @@ class RowSampleStore:
 
     def recompute_on(
         self, db: sqlite3.Connection, claim: dialect.Claim, res: Resolution
-    ) -> tuple[int, dialect.Key | None]:
-        """SQLite: `maintenance.recompute` of one chunk through the sqlite3 connection itself,
-        on its thread, in the caller's open transaction: the claim, then `store_aggregates`,
-        with the same statements, and no trip through the event loop between them."""
+    ) -> tuple[int, dialect.Key | None, bool]:
+        """SQLite: `maintenance.recompute` of a claim through the sqlite3 connection itself, on
+        its thread, in the caller's open transaction: the claim, then `store_aggregates`, with
+        the same statements, and no trip through the event loop between them. Returns how
+        many were claimed, the last one, and whether a claimed bucket lies in a folded rollup
+        day: then nothing is recomputed, the claim (the temp table `claimed`) is left for the
+        async road (rollup_blocks.unpack_claimed, then store_aggregates)."""
         claimed, last = dialect.sqlite_claim_on(db, claim)
-        if claimed:
-            table, upsert = self._aggregates_upsert(MarkedBuckets("claimed"), res)
-            db.execute(upsert)
-            written = int(db.execute("SELECT changes()").fetchone()[0])  # no rowcount for WITH
-            if written < claimed:
-                db.execute(self.backend.emptied_buckets(MarkedBuckets("claimed"), table, res.ms))
-        return claimed, last
+        if not claimed:
+            return 0, last, False
+        if rollup_blocks.claimed_folded_on(db, res):
+            return claimed, last, True
+        table, upsert = self._aggregates_upsert(MarkedBuckets("claimed"), res)
+        db.execute(upsert)
+        written = int(db.execute("SELECT changes()").fetchone()[0])  # no rowcount for WITH
+        if written < claimed:
+            db.execute(self.backend.emptied_buckets(MarkedBuckets("claimed"), table, res.ms))
+        return claimed, last, False
 
     def has_samples_in(
         self, series_id: ColumnElement[int], start_ms: int, end_ms: int
