@@ -29,8 +29,9 @@ class Scheduler:
             self._tasks.append(asyncio.create_task(task, name=f"job-{job}"))
 
     async def stop(self) -> None:
-        """Let a running job finish its pass, then stop."""
+        """Stop: a running job ends before its next transaction (Store.stop_jobs)."""
         self._stop.set()
+        self.store.stop_jobs()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -16,7 +16,7 @@ from app.jobs.alerting import load_rules_file
 from app.jobs.work import JOBS, JobOutcome, job_interval
 from app.migrate import upgrade
 from app.storage.locks import LockBusy
-from app.storage.store import Store
+from app.storage.store import JobStopped, Store
 from app.timeutil import now_ms
 
 log = logging.getLogger("app.jobs")
@@ -39,6 +39,11 @@ async def _run_locked(store: Store, settings: Settings, job: str, now: int | Non
     started_ms, started = now_ms(), time.perf_counter()
     try:
         outcome = await JOBS[job](store, settings, now if now is not None else started_ms)
+    except JobStopped as exc:
+        duration = round((time.perf_counter() - started) * 1000)
+        await _record(store, job, started_ms, duration, "stopped", JobOutcome(), None)
+        log.info("job %s stopped after %d ms: %s", job, duration, exc)
+        return JobOutcome()
     except Exception as exc:
         duration = round((time.perf_counter() - started) * 1000)
         await _record(store, job, started_ms, duration, "error", JobOutcome(), repr(exc))
@@ -144,8 +149,13 @@ async def _main(settings: Settings, job: str, loop: bool, interval: float) -> in
             print(f"{job}: {outcome.detail}")
             return 0
         stop = asyncio.Event()
+
+        def stopping() -> None:
+            stop.set()
+            store.stop_jobs()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+            asyncio.get_running_loop().add_signal_handler(sig, stopping)
         await run_loop(store, settings, job, interval, stop)
         return 0
     finally:

@@ -95,6 +95,7 @@ __all__ = [
     "BeforeHorizon",
     "CardinalityExceeded",
     "HistoryConflict",
+    "JobStopped",
     "QueryTimeout",
     "RawSelection",
     "RollupSelection",
@@ -183,6 +184,15 @@ class RollupSelection:
     retained_from: int
 
 
+class JobStopped(Exception):
+    """The jobs were told to stop (the server is shutting down): a run ends before its next
+    transaction. What it committed stays, and the marks and data it did not reach are the next
+    run's, as after a crash between two transactions."""
+
+    def __init__(self) -> None:
+        super().__init__("stopped before its next transaction: the server is shutting down")
+
+
 class _GeneralRoad(Exception):
     """A job chunk on SQLite's one-call road found work only the general road does."""
 
@@ -202,6 +212,7 @@ class Store(AlertStore):
         # Awaited before each transaction of a job run: a turn for the event loop (tests hook
         # writes in here, to interleave them with the job's transactions).
         self.between_job_chunks: Callable[[], Awaitable[None]] = _next_turn
+        self._jobs_stopping = False
         self._write_fault: faults.Fault | None = None
         # Committed raw samples that replaced a different value, since the store opened
         # (`/metrics`: metrics_overwritten_samples_total).
@@ -539,6 +550,17 @@ class Store(AlertStore):
 
     # -- jobs --------------------------------------------------------------------------------
 
+    def stop_jobs(self) -> None:
+        """Make every job run end before its next transaction, with JobStopped (shutdown)."""
+        self._jobs_stopping = True
+
+    async def _next_job_chunk(self) -> None:
+        """Before each transaction of a job run: JobStopped if the jobs are stopping, else a
+        turn for the event loop (between_job_chunks)."""
+        if self._jobs_stopping:
+            raise JobStopped
+        await self.between_job_chunks()
+
     def job_lock(self, wait_seconds: float) -> AbstractAsyncContextManager[None]:
         return locks.job_lock(self.engines, self.settings.database_url, wait_seconds)
 
@@ -558,7 +580,7 @@ class Store(AlertStore):
                 await maintenance.advance_state(conn, res, closed_before)
             total, after = 0, None
             while total < budget:
-                await self.between_job_chunks()
+                await self._next_job_chunk()
                 claim = dialect.Claim(res.name, closed_before, after, size.size)
                 claimed, after, seconds = await self._recompute_chunk(claim, res)
                 size.took(claimed, seconds)
@@ -646,7 +668,13 @@ class Store(AlertStore):
         if not isinstance(self.samples, BlockSampleStore):
             return None
         with self._noting_faults():
-            return await self.samples.compact(closed_before, lambda: self._write_lock)
+
+            def guard() -> AbstractAsyncContextManager[None]:
+                if self._jobs_stopping:
+                    raise JobStopped
+                return self._write_lock
+
+            return await self.samples.compact(closed_before, guard)
 
     async def fold_rollups(self, closed_before: int) -> rollup_blocks.Folded:
         """Fold the closed days of the rollup tables into rollup_blocks (whatever the layout),
@@ -689,7 +717,7 @@ class Store(AlertStore):
 
             lock = await self._retention_barrier(plan)
             raw_rows = await self._in_series_chunks("drop raw", drop_raw, lock=lock)
-            await self.between_job_chunks()
+            await self._next_job_chunk()
             async with self._job_transaction(exclusive=True) as conn:
                 # Each metric's marks before its own cut-off, not every series' before the
                 # latest one: a backfill's marks behind the shortest raw retention are not
@@ -768,7 +796,7 @@ class Store(AlertStore):
         size = self._chunk_size(kind, self.settings.job_chunk_series)
         total, after = 0, 0
         while True:
-            await self.between_job_chunks()
+            await self._next_job_chunk()
             async with self._job_transaction() as conn:
                 batch = await maintenance.series_batch(conn, after, size.size)
                 if not batch:

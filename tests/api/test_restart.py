@@ -7,10 +7,11 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import orjson
-from conftest import LiveServer
+from conftest import LiveServer, run_job, sql_rows
 
 T0_S = 1_764_763_200  # 2025-12-03T12:00:00Z
 WINDOW = {"start_time": "2025-12-03T11:00:00Z", "end_time": "2025-12-03T13:00:00Z"}
@@ -156,3 +157,69 @@ def test_sigterm_finishes_the_request_in_flight(live_server: LiveServer) -> None
     params = {"metric_name": "inflight", **WINDOW, "limit": count + 1}
     stored_now = httpx.get(f"{live_server.base_url}/query/raw", params=params, timeout=30).json()
     assert sum(len(s["points"]) for s in stored_now["series"]) == count
+
+
+MARKED_SERIES = 100
+MARKED_POINTS = 720  # a minute apart: 72,000 one-minute buckets marked for the rollup job
+
+
+def _jobs(server: LiveServer) -> dict[str, Any]:
+    answer = httpx.get(f"{server.base_url}/jobs/status", timeout=30)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_sigterm_stops_a_long_job_run_at_its_next_transaction(
+    live_server: LiveServer, database_url: str
+) -> None:
+    """A rollup run of 72,000 one-bucket transactions (minutes of work) is under way when the
+    server gets SIGTERM: the server exits cleanly at once instead of finishing the run (the
+    run ends before its next transaction), the run is recorded as `stopped` with its marks
+    left pending, and the next run (the command-line job) completes them."""
+    start_ms = (int(time.time()) // 3600 - 36) * 3_600_000  # a day and a half ago
+    stamps = [(start_ms + i * 60_000) / 1000 for i in range(MARKED_POINTS)]
+    series = [
+        {"metric_name": "marked", "labels": {"host": f"h{s:03d}"}, "timestamps": stamps,
+         "values": [float(s + i) for i in range(MARKED_POINTS)]}
+        for s in range(MARKED_SERIES)
+    ]  # fmt: skip
+    answer = httpx.post(
+        f"{live_server.base_url}/backfill/import", json={"series": series}, timeout=120
+    )
+    assert answer.status_code == 201, answer.text
+    marked = _jobs(live_server)["pending_invalidations"]["1m"]
+    assert marked == MARKED_SERIES * MARKED_POINTS
+    live_server.stop()
+
+    live_server.env = {
+        "SCHEDULER_ENABLED": "true",
+        "JOB_CHUNK_BUCKETS": "1",  # one bucket per transaction: a run of minutes
+        "ROLLUP_INTERVAL": "1h",
+        "RETENTION_INTERVAL": "1h",
+        "COMPACT_INTERVAL": "1h",
+    }
+    live_server.start()
+    deadline = time.monotonic() + 60
+    while _jobs(live_server)["pending_invalidations"]["1m"] == marked:  # the run has begun
+        assert time.monotonic() < deadline, live_server.log_tail()
+        time.sleep(0.1)
+    # Within LiveServer.stop's 30 s, though the run had minutes to go; uvicorn exits a graceful
+    # stop by raising the signal it caught again.
+    assert live_server.stop("term") in (0, -signal.SIGTERM)
+    assert "job rollup stopped" in live_server.log_tail(), live_server.log_tail()
+
+    live_server.env = {}
+    live_server.start()
+    status = _jobs(live_server)
+    assert status["jobs"]["rollup"]["status"] == "stopped", status
+    left = status["pending_invalidations"]["1m"]
+    assert 0 < left < marked, status
+    live_server.stop()
+
+    run_job(database_url, "rollup")
+    live_server.start()
+    assert _jobs(live_server)["pending_invalidations"] == {"1m": 0, "5m": 0, "1h": 0}
+    rows = sql_rows(database_url, "SELECT count(*), sum(sum) FROM rollup_1m")
+    expected = sum(float(s + i) for s in range(MARKED_SERIES) for i in range(MARKED_POINTS))
+    assert rows == [(MARKED_SERIES * MARKED_POINTS, expected)]
