@@ -82,9 +82,17 @@ async def recompute(
     claim = dialect.Claim(res.name, closed_before, after, limit, series, series_in)
     claimed, last = await dialect.claim_dirty(conn, claim)
     if claimed:
-        await rollup_blocks.unpack_claimed(conn, res)
-        await samples.store_aggregates(conn, MarkedBuckets("claimed"), res, selected=claimed)
+        await aggregate_claimed(conn, samples, res, claimed)
     return claimed, last
+
+
+async def aggregate_claimed(
+    conn: AsyncConnection, samples: SampleStore, res: Resolution, claimed: int
+) -> None:
+    """Recompute the buckets of a claim (the temp table `claimed`, of `claimed` marks): unpack
+    those in folded rollup days, then aggregate them from raw."""
+    await rollup_blocks.unpack_claimed(conn, res)
+    await samples.store_aggregates(conn, MarkedBuckets("claimed"), res, selected=claimed)
 
 
 async def advance_state(conn: AsyncConnection, res: Resolution, closed_before: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sqlite3
 import time
@@ -71,7 +72,7 @@ from app.storage.samples.blocks_store import BlockSampleStore
 from app.storage.samples.compaction import Compacted
 from app.storage.samples.layout import open_sample_store
 from app.storage.samples.postgres_rows import row_delete_cutoffs
-from app.storage.samples.protocol import MarkedBuckets, SampleStore, no_points
+from app.storage.samples.protocol import SampleStore, no_points
 from app.storage.samples.rows import RowSampleStore
 from app.storage.samples.sqlite_thread import SqliteThread
 from app.storage.series_index import IndexedSeries, RollupWindows, TimeBounds
@@ -616,8 +617,8 @@ class Store(AlertStore):
         the GIL behind the readers' threads: 7 ms a chunk at the median, 60 ms at the 99th
         percentile under bench.mixed_load); a chunk that finds a claimed bucket in a folded
         rollup day (to unpack first) is rolled back and done on the general road."""
-        samples = self.samples
-        if self.backend == "sqlite" and isinstance(samples, RowSampleStore | BlockSampleStore):
+        samples = self._on_thread()
+        if samples is not None:
 
             def work(db: sqlite3.Connection) -> tuple[int, dialect.Key | None, float]:
                 started = time.perf_counter()
@@ -745,25 +746,26 @@ class Store(AlertStore):
         each claim and its recompute as one call on the writer's thread (recompute_on: two
         dozen trips through the event loop fewer, while the write lock is held), the
         unpacking of folded rollup days and their recompute on the async road."""
-        samples = self.samples
-        if self.backend != "sqlite" or not isinstance(samples, RowSampleStore | BlockSampleStore):
-            await maintenance.recompute_series(conn, samples, batch, closed, cutoffs)
+        samples = self._on_thread()
+        if samples is None:
+            await maintenance.recompute_series(conn, self.samples, batch, closed, cutoffs)
             return
         thread = await SqliteThread.of(conn)
         for res, claim in maintenance.series_claims(batch, closed, cutoffs):
-
-            def work(
-                db: sqlite3.Connection, claim: dialect.Claim = claim, res: Resolution = res
-            ) -> tuple[int, dialect.Key | None, bool]:
-                return samples.recompute_on(db, claim, res)
-
             with dialect.driver_errors("recompute"):
-                claimed, _, folded = await thread.run(work)
-            if folded:
-                await rollup_blocks.unpack_claimed(conn, res)
-                await samples.store_aggregates(
-                    conn, MarkedBuckets("claimed"), res, selected=claimed
+                claimed, _, folded = await thread.run(
+                    functools.partial(samples.recompute_on, claim=claim, res=res)
                 )
+            if folded:
+                await maintenance.aggregate_claimed(conn, samples, res, claimed)
+
+    def _on_thread(self) -> RowSampleStore | BlockSampleStore | None:
+        """SQLite: the sample store, whose job work runs as calls on the writer's thread
+        (recompute_on); None where it does not."""
+        samples = self.samples
+        if self.backend == "sqlite" and isinstance(samples, RowSampleStore | BlockSampleStore):
+            return samples
+        return None
 
     async def _retention_barrier(self, plan: RetentionPlan) -> RetentionLock:
         """How the raw drops of a chunk of series hold the retention lock. PostgreSQL, row

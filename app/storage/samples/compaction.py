@@ -12,6 +12,7 @@ previous state or the committed chunk: nothing acknowledged is lost, and a rerun
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from app.storage.samples import block_table
 from app.storage.samples.block_table import SPAN_MS, spans_of
 from app.storage.samples.row_sql import id_list
 from app.storage.samples.rows import RowSampleStore
+from app.storage.samples.sqlite_rows import fetch_on
 
 CHUNK_SERIES = 200
 EVERYTHING = 2**62
@@ -113,6 +115,13 @@ async def take_head_where(conn: AsyncConnection, head: RowSampleStore, where: st
         text(f"DELETE FROM samples WHERE {where} RETURNING series_id, ts, value, bits")
     )
     return exact_rows(result.all())
+
+
+def take_head_where_on(db: sqlite3.Connection, where: str) -> Rows:
+    """`take_head_where` on SQLite, through the sqlite3 connection on its thread."""
+    sids, ts, values = fetch_on(db, where, EVERYTHING)
+    db.execute(f"DELETE FROM samples WHERE {where}")
+    return Rows(sids, ts, values)
 
 
 def exact_rows(rows: Sequence[Sequence[Any]]) -> Rows:

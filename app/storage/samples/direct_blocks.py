@@ -28,10 +28,9 @@ from app.storage.blocks.read import Rows, StoredBlock, decode_range, last_write_
 from app.storage.dialect import lock_blocks
 from app.storage.samples import block_table
 from app.storage.samples.block_table import SPAN_MS, spans_of
-from app.storage.samples.compaction import take_head_where
+from app.storage.samples.compaction import take_head_where, take_head_where_on
 from app.storage.samples.row_sql import id_list
 from app.storage.samples.rows import RowSampleStore
-from app.storage.samples.sqlite_rows import fetch_on
 from app.storage.samples.sqlite_thread import ThreadWrite
 
 DIRECT_MIN_ROWS = 1000
@@ -124,12 +123,7 @@ def write_closed_on(db: sqlite3.Connection, new: Rows) -> int:
     serializes writers of blocks already)."""
     if not _sorted(new):
         new = last_write_wins(new)
-    parts = []
-    for where in head_ranges(new):
-        sids, ts, values = fetch_on(db, where, EVERYTHING)
-        db.execute(f"DELETE FROM samples WHERE {where}")
-        parts.append(Rows(sids, ts, values))
-    taken = _sorted_union(parts)
+    taken = _sorted_union([take_head_where_on(db, where) for where in head_ranges(new)])
     sids, spans = _spans_touched(new, taken)
     params, overwritten = _blocks_of(block_table.of_spans_on(db, sids, spans), taken, new)
     if params:
