@@ -192,7 +192,7 @@ class Metrics:
         self.job_runs = Gauge("metrics_job_runs", "Runs recorded per job.", ["job"], registry=r)
         self.job_ok = Gauge(
             "metrics_job_last_success",
-            "1 when the job's last run succeeded, else 0.",
+            "1 when the job's last run succeeded (or was stopped by a shutdown), else 0.",
             ["job"],
             registry=r,
         )
@@ -296,7 +296,8 @@ class Metrics:
             return float(value) if isinstance(value, int | float) else None
 
         self.job_runs.labels(job).set(number("runs") or 0)
-        self.job_ok.labels(job).set(1 if row.get("last_status") == "ok" else 0)
+        # A run a shutdown stopped did not fail: a restart must not look like a failing job.
+        self.job_ok.labels(job).set(1 if row.get("last_status") in ("ok", "stopped") else 0)
         for key, (gauge, scale) in self.job_values.items():
             value = number(key)
             if value is not None:

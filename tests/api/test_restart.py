@@ -215,6 +215,8 @@ def test_sigterm_stops_a_long_job_run_at_its_next_transaction(
     assert status["jobs"]["rollup"]["status"] == "stopped", status
     left = status["pending_invalidations"]["1m"]
     assert 0 < left < marked, status
+    gauges = httpx.get(f"{live_server.base_url}/metrics", timeout=30).text
+    assert 'metrics_job_last_success{job="rollup"} 1.0' in gauges  # stopped is not failed
     live_server.stop()
 
     run_job(database_url, "rollup")
